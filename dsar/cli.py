@@ -1,0 +1,194 @@
+"""The `dsar` command line: the contract users, scripts and acceptance checks rely on.
+
+Exit codes: 0 success, 2 bad input (one line on stderr saying why), 1 anything else.
+Standard output carries only the answer (an id, a date, paths, JSON); progress and logs go
+to standard error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dsar.calendar import OSLO, due_date
+from dsar.settings import Settings
+
+if TYPE_CHECKING:
+    from dsar.ledger.models import Request
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="GDPR data-subject requests, end to end.",
+)
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+class BadInput(ValueError):
+    """Exit 2 with this message."""
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err.print(f"dsar: {message}", highlight=False, markup=False)
+    raise typer.Exit(code)
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run a command body with the exit-code contract; messages are PII-free by construction."""
+    from dsar.intake import IntakeError
+    from integrations.registry import ConfigurationError
+
+    try:
+        return action()
+    except (BadInput, IntakeError, ConfigurationError) as exc:
+        _fail(2, str(exc))
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        _fail(1, f"{type(exc).__name__}: {exc}")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    _prefect_defaults(settings.var_dir)
+    return settings
+
+
+def _prefect_defaults(var_dir: Path) -> None:
+    """Keep Prefect's own state beside ours and quiet offline, unless the operator chose otherwise."""
+    os.environ.setdefault("PREFECT_HOME", str((var_dir / "prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT", "false")
+
+
+@app.command()
+def deadline(
+    received: Annotated[str, typer.Argument(metavar="RECEIVED_DATE", help="YYYY-MM-DD, the day it arrived")],
+    extended: Annotated[bool, typer.Option("--extended", help="with the two-month extension")] = False,
+    suspended_days: Annotated[int, typer.Option(help="days the clock stood still for identity checks")] = 0,
+) -> None:
+    """Print the statutory due date (GDPR Art. 12(3), Regulation 1182/71)."""
+
+    def body() -> None:
+        try:
+            day = date.fromisoformat(received)
+        except ValueError:
+            raise BadInput(f"not a valid date (YYYY-MM-DD): {received!r}") from None
+        if suspended_days < 0:
+            raise BadInput("--suspended-days cannot be negative")
+        typer.echo(due_date(day, extended=extended, suspended_days=suspended_days).isoformat())
+
+    _guard(body)
+
+
+@app.command()
+def submit(
+    request_type: Annotated[str, typer.Option("--type", help="access | erasure")],
+    email: Annotated[str | None, typer.Option(help="the subject's e-mail address")] = None,
+    phone: Annotated[str | None, typer.Option(help="the subject's phone number")] = None,
+    name: Annotated[str | None, typer.Option(help="the subject's name")] = None,
+    ticket: Annotated[str | None, typer.Option(help="the ticket it arrived in")] = None,
+    language: Annotated[str, typer.Option(help="nb | en, for everything the subject reads")] = "nb",
+    no_start: Annotated[bool, typer.Option("--no-start", help="register only; start the flow later")] = False,
+) -> None:
+    """Register a request and start its flow; prints the request id."""
+
+    def body() -> None:
+        from dsar import dispatch, intake
+        from dsar.ledger import Ledger
+
+        if request_type not in dispatch.FLOWS:
+            raise BadInput(f"unknown request type {request_type!r} (use: {' | '.join(dispatch.FLOWS)})")
+        settings = _settings()
+        subject = intake.build_subject(
+            email=email, phone=phone, name=name, region=settings.default_phone_region
+        )
+        ledger = Ledger(settings)
+        registered = intake.register(
+            ledger, request_type=request_type, subject=subject, ticket_ref=ticket, language=language
+        )
+        typer.echo(registered.request_id)
+        sys.stdout.flush()
+        if not no_start:
+            dispatch.start(registered.request_id, request_type, settings.dispatch)
+
+    _guard(body)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Open requests with their state, deadline and days left."""
+
+    def body() -> None:
+        from dsar.ledger import Ledger
+        from dsar.ledger.repository import effective_due_date, open_requests
+
+        ledger = Ledger(_settings())
+        today = datetime.now(OSLO).date()
+        with ledger.session() as session:
+            rows = [_status_row(r, effective_due_date(r, today), today) for r in open_requests(session)]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        else:
+            Console().print(_status_table(rows))
+
+    _guard(body)
+
+
+def _status_row(request: Request, due: date, today: date) -> dict[str, object]:
+    return {
+        "id": request.id,
+        "type": request.type.value,
+        "status": request.status.value,
+        "checkpoint": request.checkpoint,
+        "received": request.received_date.isoformat(),
+        "due": due.isoformat(),
+        "days_left": (due - today).days,
+        "extended": request.extended,
+        "ticket": request.ticket_ref,
+        "systems": {row.system: row.status.value for row in request.systems},
+    }
+
+
+def _status_table(rows: list[dict[str, object]]) -> Table:
+    table = Table(title=f"Open requests ({len(rows)})")
+    for column in ("id", "type", "status", "received", "due", "days_left", "ticket"):
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(
+            *(str(row[c] or "") for c in ("id", "type", "status", "received", "due", "days_left", "ticket"))
+        )
+    return table
+
+
+@app.command()
+def demo(
+    var_dir: Annotated[Path, typer.Option(help="where the demo keeps its ledger and documents")] = Path(
+        "var/demo"
+    ),
+) -> None:
+    """Start the emulators, run an access and an erasure request end to end, print the documents."""
+
+    def body() -> None:
+        _prefect_defaults(var_dir)
+        from dsar.demo import run_demo
+
+        result = run_demo(var_dir)
+        err.print(result.table)
+        for path in result.documents:
+            typer.echo(str(path))
+
+    _guard(body)

@@ -1,0 +1,58 @@
+"""Starting a request's flow: in this process, or as a run of a served deployment.
+
+Only the request id crosses into Prefect. With a Prefect API configured (``dsar serve`` or
+a server with workers), ``dsar submit`` creates a deployment run keyed by the request id, so
+a repeated submit cannot start two runs; without one, the flow runs here, on an ephemeral
+Prefect.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Literal
+
+from prefect import Flow
+
+__all__ = ["DEPLOYMENT", "FLOWS", "flow_for", "start"]
+
+DEPLOYMENT = "dsar"
+
+
+def _access() -> Flow[[str], str]:
+    from flows.access import access_request
+
+    return access_request
+
+
+def _erasure() -> Flow[[str], str]:
+    from flows.erasure import erasure_request
+
+    return erasure_request
+
+
+FLOWS: dict[str, Callable[[], Flow[[str], str]]] = {"access": _access, "erasure": _erasure}
+
+
+def flow_for(request_type: str) -> Flow[[str], str]:
+    if request_type not in FLOWS:
+        raise ValueError(f"no flow handles {request_type!r} requests yet")
+    return FLOWS[request_type]()
+
+
+def start(
+    request_id: str, request_type: str, mode: Literal["auto", "inline", "deployment"] = "auto"
+) -> str | None:
+    """Run (inline: returns the document path) or queue (deployment: returns None) the flow."""
+    flow = flow_for(request_type)
+    if mode == "inline" or (mode == "auto" and not os.environ.get("PREFECT_API_URL")):
+        return flow(request_id=request_id)
+    from prefect.deployments import run_deployment
+
+    run_deployment(
+        f"{flow.name}/{DEPLOYMENT}",
+        parameters={"request_id": request_id},
+        idempotency_key=f"dsar:{request_id}",
+        timeout=0,
+    )
+    return None

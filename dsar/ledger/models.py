@@ -1,0 +1,193 @@
+"""The ledger's tables: requests, their systems, their documents, and the event chain.
+
+Subject identifiers are stored only encrypted (``subject_ciphertext``) and as keyed hashes;
+nothing else in these tables holds personal data. Exported data waiting to be rendered is
+kept encrypted in ``system_results.payload_ciphertext``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "Document",
+    "Event",
+    "Request",
+    "RequestStatus",
+    "RequestType",
+    "Suspension",
+    "SystemResult",
+    "SystemStatus",
+]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+# MariaDB/MySQL DATETIME drops fractions of a second unless asked; the event chain hashes them.
+Timestamp = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: Timestamp}
+
+
+class RequestType(enum.StrEnum):
+    ACCESS = "access"
+    ERASURE = "erasure"
+    RECTIFICATION = "rectification"
+    RESTRICTION = "restriction"
+    OBJECTION = "objection"
+    PORTABILITY = "portability"
+
+
+class RequestStatus(enum.StrEnum):
+    RECEIVED = "received"
+    IN_PROGRESS = "in_progress"
+    AWAITING_OPERATOR = "awaiting_operator"
+    INCOMPLETE = "incomplete"  # a system gave no definite answer; needs attention
+    COMPLETED = "completed"
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in (RequestStatus.COMPLETED, RequestStatus.CLOSED)
+
+
+class SystemStatus(enum.StrEnum):
+    PENDING = "pending"
+    FOUND = "found"
+    NONE = "none"
+    FAILED = "failed"
+    ERASED = "erased"
+    MANUAL = "manual"
+    RETAINED = "retained"
+
+    @property
+    def is_definite(self) -> bool:
+        return self not in (SystemStatus.PENDING, SystemStatus.FAILED)
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class Request(Base):
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    type: Mapped[RequestType] = mapped_column(_enum(RequestType))
+    status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus), index=True)
+    checkpoint: Mapped[str] = mapped_column(String(32), default="registered")
+    received_at: Mapped[datetime] = mapped_column()
+    received_date: Mapped[date] = mapped_column(Date)  # Europe/Oslo calendar date of receipt
+    due_date: Mapped[date] = mapped_column(Date, index=True)
+    extended: Mapped[bool] = mapped_column(Boolean, default=False)
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    ticket_ref: Mapped[str | None] = mapped_column(String(128))
+    language: Mapped[str] = mapped_column(String(2), default="nb")
+    subject_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+    systems: Mapped[list[SystemResult]] = relationship(
+        back_populates="request", order_by="SystemResult.system"
+    )
+    suspensions: Mapped[list[Suspension]] = relationship(order_by="Suspension.started_on")
+
+    def __repr__(self) -> str:
+        return f"Request({self.id}, {self.type}, {self.status})"
+
+
+class Suspension(Base):
+    """An interval in which the clock stood still while identity information was awaited."""
+
+    __tablename__ = "suspensions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    started_on: Mapped[date] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(200))
+
+
+class SystemResult(Base):
+    """One row per request x configured system: what the system answered, in counts."""
+
+    __tablename__ = "system_results"
+    __table_args__ = (UniqueConstraint("request_id", "system"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    system: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[SystemStatus] = mapped_column(_enum(SystemStatus))
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # category -> records found
+    erased_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # category -> records erased
+    method: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)  # PII-free summary of the last failure
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    payload_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted export
+    looked_up_at: Mapped[datetime | None] = mapped_column()
+    erased_at: Mapped[datetime | None] = mapped_column()
+    verified_at: Mapped[datetime | None] = mapped_column()
+
+    request: Mapped[Request] = relationship(back_populates="systems")
+
+
+class Document(Base):
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class Event(Base):
+    """Append-only, hash-chained record of everything that happens to a request."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("request_id", "seq"),
+        Index("ix_events_kind_occurred_at", "kind", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(32), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,95 @@
+"""One typed settings object, built at the entry point and passed down.
+
+Every value comes from the environment (prefix ``DSAR_``) or a ``.env`` file. In
+development the encryption and hashing keys are generated once into ``var/keys.json``
+(mode 0600) so the demo works out of the box; in production they must be given, and the
+settings refuse to start without them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PROJECT_ROOT", "Settings"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Configuration of the pipeline: ledger, keys, systems, documents, controller identity."""
+
+    model_config = SettingsConfigDict(env_prefix="DSAR_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    var_dir: Path = Path("var")
+    ledger_url: str = ""  # default: sqlite:///<var_dir>/ledger.db
+    encryption_key: SecretStr | None = None  # Fernet key (urlsafe base64, 32 bytes)
+    hash_key: SecretStr | None = None  # HMAC key for identifier hashes
+    systems_file: Path | None = None  # YAML list of configured systems
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    documents_dir: Path | None = None  # default: <var_dir>/documents
+    default_phone_region: str = "NO"
+
+    controller_name: str = "Nordlys Regnskap AS"
+    controller_org_number: str = "999 999 999"
+    controller_address: str = "Storgata 1, 0155 Oslo"
+    controller_email: str = "personvern@nordlys.example"
+    controller_dpo_email: str | None = "dpo@nordlys.example"
+
+    http_timeout_s: float = Field(default=10.0, gt=0)
+    http_max_attempts: int = Field(default=4, ge=1)
+    retry_after_cap_s: float = Field(default=60.0, gt=0)
+    http_backoff_base_s: float = Field(default=0.5, ge=0)
+    task_retries: int = Field(default=3, ge=0)  # Prefect retries of a system step, on retryable errors
+    task_retry_delay_s: float = Field(default=30.0, ge=0)
+    dispatch: Literal["auto", "inline", "deployment"] = "auto"  # how `dsar submit` starts the flow
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.ledger_url:
+            self.ledger_url = f"sqlite:///{(self.var_dir / 'ledger.db').as_posix()}"
+        if self.documents_dir is None:
+            self.documents_dir = self.var_dir / "documents"
+        if self.encryption_key is None or self.hash_key is None:
+            if self.environment == "production":
+                raise ValueError("DSAR_ENCRYPTION_KEY and DSAR_HASH_KEY must be set in production")
+            keys = _development_keys(self.var_dir)
+            self.encryption_key = self.encryption_key or SecretStr(keys["encryption_key"])
+            self.hash_key = self.hash_key or SecretStr(keys["hash_key"])
+        return self
+
+    @property
+    def documents_path(self) -> Path:
+        assert self.documents_dir is not None
+        return self.documents_dir
+
+    def secret(self, name: Literal["encryption_key", "hash_key"]) -> str:
+        """The clear value of a key (filled by the validator)."""
+        value = getattr(self, name)
+        assert isinstance(value, SecretStr)
+        return value.get_secret_value()
+
+
+def _development_keys(var_dir: Path) -> dict[str, str]:
+    """Keys for development, generated once and kept beside the development ledger."""
+    path = var_dir / "keys.json"
+    if path.exists():
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+    var_dir.mkdir(parents=True, exist_ok=True)
+    keys = {
+        "encryption_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "hash_key": secrets.token_urlsafe(32),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(keys, fh)
+    return keys

@@ -1,0 +1,28 @@
+"""The right of access (GDPR Art. 15): find everything, collect it, answer with a report."""
+
+from __future__ import annotations
+
+from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from dsar import runtime
+from tasks.discovery import collect_system
+from tasks.documents import render_access_report
+from tasks.requests import begin_request, complete_request, require_definite_answers
+
+__all__ = ["access_request"]
+
+
+@flow(name="access", flow_run_name="access-{request_id}", task_runner=ThreadPoolTaskRunner(max_workers=8))
+def access_request(request_id: str) -> str:
+    """Answer an access request: every configured system, concurrently, then the report."""
+    settings = runtime.current().settings
+    collect = collect_system.with_options(
+        retries=settings.task_retries, retry_delay_seconds=settings.task_retry_delay_s
+    )
+    systems = begin_request(request_id, "access")
+    collect.map(unmapped(request_id), systems, return_state=True)  # outcomes live in the ledger
+    require_definite_answers(request_id, systems)
+    report = render_access_report(request_id)
+    complete_request(request_id, "answered")
+    return report

@@ -1,0 +1,80 @@
+"""The one error tree every integration raises.
+
+    IntegrationError                    base; message never carries personal data
+    ├── RetryableError                  timeouts, connection errors, 429, 5xx: try again later
+    │   └── RateLimited                 429; ``retry_after`` seconds if the vendor said so
+    ├── PermanentError                  4xx, malformed bodies, misconfiguration: retrying will not help
+    │   ├── AuthError                   401/403, rejected or expired credentials
+    │   └── MalformedResponse           the vendor answered something we cannot parse
+    └── SubjectNotFound                 the system positively answered that the subject is not there
+
+Clients translate ``httpx`` (or SQLAlchemy) errors into this tree once, at the edge, with
+``raise ... from exc``. Flows and tasks only ever see these classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "IntegrationError",
+    "MalformedResponse",
+    "PermanentError",
+    "RateLimited",
+    "RetryableError",
+    "SubjectNotFound",
+    "is_retryable",
+]
+
+
+class IntegrationError(Exception):
+    """Base of every integration error. ``system`` names the configured system."""
+
+    def __init__(self, message: str, *, system: str = "", status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.system = system
+        self.status_code = status_code
+
+    def summary(self) -> str:
+        """A one-line, PII-free description for the ledger and for Prefect."""
+        code = f" HTTP {self.status_code}" if self.status_code else ""
+        return f"{type(self).__name__}{code}: {self}"
+
+
+class RetryableError(IntegrationError):
+    """A transient failure: timeouts, connection errors, 5xx."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        system: str = "",
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, system=system, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class RateLimited(RetryableError):
+    """HTTP 429. ``retry_after`` holds the vendor's Retry-After in seconds, if any."""
+
+
+class PermanentError(IntegrationError):
+    """A failure that retrying will not fix."""
+
+
+class AuthError(PermanentError):
+    """Credentials were rejected (401/403) or could not be obtained."""
+
+
+class MalformedResponse(PermanentError):
+    """The vendor answered with a body we could not understand."""
+
+
+class SubjectNotFound(IntegrationError):
+    """The system answered definitely that it holds nothing for the subject."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when ``exc`` is worth another attempt later."""
+    return isinstance(exc, RetryableError)
