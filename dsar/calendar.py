@@ -56,7 +56,8 @@ def local_date(moment: datetime) -> date:
 
 def _add_months(day: date, months: int) -> date:
     # relativedelta clamps to the month's last day, exactly Art. 3(2)(c).
-    return day + relativedelta(months=months)
+    result: date = day + relativedelta(months=months)
+    return result
 
 
 def due_date(received: date, *, extended: bool = False, suspended_days: int = 0) -> date:

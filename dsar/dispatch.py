@@ -46,7 +46,7 @@ def start(
     """Run (inline: returns the document path) or queue (deployment: returns None) the flow."""
     flow = flow_for(request_type)
     if mode == "inline" or (mode == "auto" and not os.environ.get("PREFECT_API_URL")):
-        return flow(request_id=request_id)
+        return str(flow(request_id))
     from prefect.deployments import run_deployment
 
     run_deployment(

@@ -6,6 +6,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dsar import runtime
+from tasks.common import with_retries
 from tasks.discovery import collect_system
 from tasks.documents import render_access_report
 from tasks.requests import begin_request, complete_request, require_definite_answers
@@ -13,13 +14,14 @@ from tasks.requests import begin_request, complete_request, require_definite_ans
 __all__ = ["access_request"]
 
 
-@flow(name="access", flow_run_name="access-{request_id}", task_runner=ThreadPoolTaskRunner(max_workers=8))
+@flow(
+    name="access",
+    flow_run_name="access-{request_id}",
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
+)
 def access_request(request_id: str) -> str:
     """Answer an access request: every configured system, concurrently, then the report."""
-    settings = runtime.current().settings
-    collect = collect_system.with_options(
-        retries=settings.task_retries, retry_delay_seconds=settings.task_retry_delay_s
-    )
+    collect = with_retries(collect_system, runtime.current().settings)
     systems = begin_request(request_id, "access")
     collect.map(unmapped(request_id), systems, return_state=True)  # outcomes live in the ledger
     require_definite_answers(request_id, systems)

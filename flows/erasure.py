@@ -6,6 +6,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dsar import runtime
+from tasks.common import with_retries
 from tasks.discovery import look_up_system
 from tasks.documents import render_deletion_certificate
 from tasks.erasure import erase_system, verify_erasure
@@ -14,16 +15,19 @@ from tasks.requests import begin_request, complete_request, require_definite_ans
 __all__ = ["erasure_request"]
 
 
-@flow(name="erasure", flow_run_name="erasure-{request_id}", task_runner=ThreadPoolTaskRunner(max_workers=8))
+@flow(
+    name="erasure",
+    flow_run_name="erasure-{request_id}",
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
+)
 def erasure_request(request_id: str) -> str:
     """Erase the subject from every configured system and certify it."""
     settings = runtime.current().settings
-    retry = {"retries": settings.task_retries, "retry_delay_seconds": settings.task_retry_delay_s}
     systems = begin_request(request_id, "erasure")
-    look_up_system.with_options(**retry).map(unmapped(request_id), systems, return_state=True)
+    with_retries(look_up_system, settings).map(unmapped(request_id), systems, return_state=True)
     require_definite_answers(request_id, systems)
-    erase_system.with_options(**retry).map(unmapped(request_id), systems, return_state=True)
-    verify_erasure.with_options(**retry).map(unmapped(request_id), systems, return_state=True)
+    with_retries(erase_system, settings).map(unmapped(request_id), systems, return_state=True)
+    with_retries(verify_erasure, settings).map(unmapped(request_id), systems, return_state=True)
     require_definite_answers(request_id, systems)
     certificate = render_deletion_certificate(request_id)
     complete_request(request_id, "certified")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task
 from prefect.client.schemas.objects import State, TaskRun
 
+from dsar.settings import Settings
 from integrations.errors import IntegrationError, RetryableError
 
-__all__ = ["StepFailed", "only_retryable", "step_failure"]
+__all__ = ["StepFailed", "only_retryable", "step_failure", "with_retries"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class StepFailed(Exception):
@@ -35,3 +39,8 @@ def only_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -
     except Exception:
         return False
     return False
+
+
+def with_retries(step: Task[P, R], settings: Settings) -> Task[P, R]:
+    """The step with the operator's retry budget (retried only when :func:`only_retryable`)."""
+    return step.with_options(retries=settings.task_retries, retry_delay_seconds=settings.task_retry_delay_s)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dsar.ledger.models import Event
+from dsar.ledger.models import Event, Request
 
 __all__ = ["GENESIS", "ChainCheck", "append_event", "as_utc", "chain_head", "verify_chain"]
 
@@ -59,6 +59,9 @@ def append_event(
 ) -> Event:
     """Append one event to the request's chain; concurrent writers retry on the seq race."""
     payload = json.loads(json.dumps(data or {}, default=str))
+    # Serialise appends per request on servers with row locks (SQLite's BEGIN IMMEDIATE already
+    # does); the unique (request_id, seq) constraint and the retry below remain the safety net.
+    session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
     for _ in range(_MAX_RACES):
         last = _last(session, request_id)
         seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)

@@ -1,0 +1,46 @@
+"""Shared fixtures. Prefect and the ledger each get their own throw-away home."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Before anything imports prefect: a private PREFECT_HOME, no telemetry from an offline box.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="dsar-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PREFECT_API_URL", None)
+
+import pytest  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
+
+from dsar.ledger import Ledger  # noqa: E402
+from dsar.settings import Settings  # noqa: E402
+from tests.databases import make_database_url  # noqa: E402
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def ledger_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The ledger's database: SQLite, and the loopback PostgreSQL and MariaDB."""
+    with make_database_url(request.param) as url:
+        yield url
+
+
+def make_settings(var_dir: Path, **overrides: object) -> Settings:
+    """Settings for tests: fixed keys, everything under ``var_dir``."""
+    values: dict[str, object] = {
+        "var_dir": var_dir,
+        "encryption_key": Fernet.generate_key().decode(),
+        "hash_key": "test-hash-key",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def ledger(ledger_url: str, tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger(make_settings(tmp_path, ledger_url=ledger_url))
+    yield ledger
+    ledger.close()
