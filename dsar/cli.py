@@ -33,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="GDPR data-subject requests, end to end.",
 )
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 T = TypeVar("T")
 
 
@@ -69,7 +69,8 @@ def _settings() -> Settings:
 
 def _prefect_defaults(var_dir: Path) -> None:
     """Keep Prefect's own state beside ours and quiet offline, unless the operator chose otherwise."""
-    os.environ.setdefault("PREFECT_HOME", str((var_dir / "prefect").resolve()))
+    home = Path(os.environ.setdefault("PREFECT_HOME", str((var_dir / "prefect").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT", "false")
 

@@ -38,11 +38,12 @@ class Settings(BaseSettings):
     documents_dir: Path | None = None  # default: <var_dir>/documents
     default_phone_region: str = "NO"
 
-    controller_name: str = "Nordlys Regnskap AS"
+    # The controller named on every letter; the defaults are the demo's fictional company.
+    controller_name: str = "Fjordlys AS"
     controller_org_number: str = "999 999 999"
     controller_address: str = "Storgata 1, 0155 Oslo"
-    controller_email: str = "personvern@nordlys.example"
-    controller_dpo_email: str | None = "dpo@nordlys.example"
+    controller_email: str = "personvern@fjordlys.example"
+    controller_dpo_email: str | None = "dpo@fjordlys.example"
 
     http_timeout_s: float = Field(default=10.0, gt=0)
     http_max_attempts: int = Field(default=4, ge=1)
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
             self.ledger_url = f"sqlite:///{(self.var_dir / 'ledger.db').as_posix()}"
         if self.documents_dir is None:
             self.documents_dir = self.var_dir / "documents"
+        if self.environment == "production" and self.controller_email.endswith(".example"):
+            raise ValueError("set the controller's identity (DSAR_CONTROLLER_*) in production")
         if self.encryption_key is None or self.hash_key is None:
             if self.environment == "production":
                 raise ValueError("DSAR_ENCRYPTION_KEY and DSAR_HASH_KEY must be set in production")

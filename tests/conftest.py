@@ -44,3 +44,20 @@ def ledger(ledger_url: str, tmp_path: Path) -> Iterator[Ledger]:
     ledger = Ledger(make_settings(tmp_path, ledger_url=ledger_url))
     yield ledger
     ledger.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[str]:
+    """One Prefect test server for the session (~15 s); yields the URL of its database."""
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        yield PREFECT_SERVER_DATABASE_CONNECTION_URL.value()

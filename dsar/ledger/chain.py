@@ -49,9 +49,10 @@ def _digest(prev_hash: str, request_id: str, seq: int, at: datetime, kind: str, 
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
-def _last(session: Session, request_id: str) -> Event | None:
+def _last(session: Session, request_id: str, *, lock: bool = False) -> Event | None:
     stmt = select(Event).where(Event.request_id == request_id).order_by(Event.seq.desc()).limit(1)
-    return session.scalars(stmt).first()
+    # A locking read sees the newest committed row even inside an older snapshot.
+    return session.scalars(stmt.with_for_update() if lock else stmt).first()
 
 
 def append_event(
@@ -63,7 +64,7 @@ def append_event(
     # does); the unique (request_id, seq) constraint and the retry below remain the safety net.
     session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
     for _ in range(_MAX_RACES):
-        last = _last(session, request_id)
+        last = _last(session, request_id, lock=True)
         seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
         at = datetime.now(UTC)
         event = Event(

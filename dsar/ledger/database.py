@@ -23,6 +23,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get their folder created and safe pragmas."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "mysql":  # MariaDB too: same isolation semantics as PostgreSQL
+        return create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":

@@ -1,0 +1,70 @@
+"""The demo's fictional people, seeded into every emulated system alike.
+
+Kari Nordmann is the data subject of the demo; the others prove that requests touch only
+her. All names, addresses and numbers are invented.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from emulators.hubspot import HubSpotState
+from emulators.internal_db import DEMO_SUBJECT, OTHER_PEOPLE, Person, create_schema, seed_demo_rows
+
+__all__ = ["DEMO_SUBJECT", "seed_hubspot", "seed_internal_db"]
+
+
+def _contact(person: Person) -> dict[str, str]:
+    first, _, last = person.name.partition(" ")
+    return {
+        "email": person.email.lower(),
+        "firstname": first,
+        "lastname": last,
+        "phone": person.phone,
+        "address": person.street_address,
+        "zip": person.postal_code,
+        "city": person.city,
+        "company": "Fjordlys kunde",
+    }
+
+
+def seed_hubspot(state: HubSpotState) -> None:
+    """Kari with notes, e-mails and deals (enough to page), plus the other people."""
+    state.add_contact(
+        _contact(DEMO_SUBJECT),
+        notes=[
+            {
+                "hs_note_body": "Ringte om faktura 10023; ønsker e-postfaktura.",
+                "hs_timestamp": "2025-04-02T10:15:00Z",
+            },
+            {
+                "hs_note_body": "Møte på kontoret i Storgata: oppgradering til Pluss.",
+                "hs_timestamp": "2025-06-11T13:00:00Z",
+            },
+            {
+                "hs_note_body": "Spurte om å flytte data fra Tripletex.",
+                "hs_timestamp": "2025-09-30T08:40:00Z",
+            },
+        ],
+        emails=[
+            {
+                "hs_email_subject": "Velkommen til Fjordlys",
+                "hs_email_direction": "EMAIL",
+                "hs_email_text": "Hei Kari!",
+            },
+            {
+                "hs_email_subject": "Din faktura for mars",
+                "hs_email_direction": "EMAIL",
+                "hs_email_text": "Vedlagt.",
+            },
+        ],
+        deals=[{"dealname": "Fjordlys Pluss - Nordmann", "amount": "5988", "dealstage": "closedwon"}],
+    )
+    for person in OTHER_PEOPLE:
+        state.add_contact(_contact(person), notes=[{"hs_note_body": f"Notat om {person.name}"}])
+
+
+def seed_internal_db(engine: sa.Engine) -> None:
+    """The product database's schema with Kari and the other people."""
+    create_schema(engine)
+    seed_demo_rows(engine)

@@ -1,0 +1,165 @@
+"""Requests end to end under Prefect: emulated HubSpot over real HTTP, a real SQL database,
+the ledger on SQLite and PostgreSQL, PDFs read back."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pypdf
+import pytest
+import sqlalchemy as sa
+
+from dsar import intake
+from dsar.ledger import repository as repo
+from dsar.ledger.chain import verify_chain
+from dsar.ledger.models import Event, RequestStatus, SystemStatus
+from dsar.runtime import Runtime, using
+from emulators.demo_data import DEMO_SUBJECT
+from emulators.internal_db import OTHER_PEOPLE
+from emulators.stack import EmulatorStack, emulator_stack
+from flows.access import access_request
+from flows.erasure import erasure_request
+from tests.conftest import make_settings
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
+
+# Values seeded for Kari: they must reach her access report and leave every system on erasure.
+KARI_VALUES = ("Storgata 12", "Ringte om faktura 10023", "Fjordlys Pluss - Nordmann", "+4791234567")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[EmulatorStack]:
+    with emulator_stack(tmp_path / "systems") as started:
+        yield started
+
+
+@pytest.fixture
+def rt(stack: EmulatorStack, ledger_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    settings = make_settings(
+        tmp_path,
+        ledger_url=ledger_url,
+        systems_file=stack.systems_file,
+        task_retries=1,
+        task_retry_delay_s=0,
+        http_backoff_base_s=0.01,
+        http_max_attempts=2,
+    )
+    runtime = Runtime.from_settings(settings)
+    with using(runtime):
+        yield runtime
+    runtime.close()
+
+
+def submit(rt: Runtime, request_type: str, language: str = "nb") -> str:
+    subject = intake.build_subject(email=DEMO_SUBJECT.email, phone=DEMO_SUBJECT.phone, name=DEMO_SUBJECT.name)
+    return intake.register(
+        rt.ledger, request_type=request_type, subject=subject, language=language
+    ).request_id
+
+
+def pdf_text(path: str) -> str:
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
+
+
+def test_access_request_reports_every_seeded_record(rt: Runtime) -> None:
+    request_id = submit(rt, "access", language="en")
+    text = pdf_text(access_request(request_id))
+    for value in (*KARI_VALUES, "Kari.Nordmann@Example.no", request_id):
+        assert value in text
+    assert "Ola Nordmann" not in text
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        assert request.status is RequestStatus.COMPLETED
+        assert {r.system: r.status for r in request.systems} == {
+            "app-db": SystemStatus.FOUND,
+            "hubspot-crm": SystemStatus.FOUND,
+        }
+        assert {r.system: r.counts for r in request.systems}["hubspot-crm"] == {
+            "contact": 1,
+            "note": 3,
+            "email": 2,
+            "deal": 1,
+        }
+        assert verify_chain(session, request_id).ok
+
+
+def test_erasure_leaves_nothing_behind_and_certifies_it(rt: Runtime, stack: EmulatorStack) -> None:
+    request_id = submit(rt, "erasure")
+    certificate = pdf_text(erasure_request(request_id))
+
+    crm = repr([o.properties for store in stack.hubspot.objects.values() for o in store.values()])
+    assert "Ola Nordmann" in crm  # the others are still there
+    for value in (*KARI_VALUES, "kari.nordmann@example.no"):
+        assert value not in crm
+    with stack.app_db.connect() as conn:
+        emails = conn.execute(sa.text("SELECT email FROM customers")).scalars().all()
+        addresses = conn.execute(sa.text("SELECT shipping_address FROM orders")).scalars().all()
+    assert DEMO_SUBJECT.email not in emails
+    assert {p.email for p in OTHER_PEOPLE} <= set(emails)  # nobody else was touched
+    assert not [a for a in addresses if a and "Storgata 12" in a]
+
+    for value in (*KARI_VALUES, "kari.nordmann@example.no", "Kari.Nordmann"):
+        assert value not in certificate
+    assert "Slettet" in certificate
+    assert "Ja" in certificate  # verified by a new search
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        assert request.status is RequestStatus.COMPLETED
+        assert all(r.status is SystemStatus.ERASED and r.verified_at for r in request.systems)
+        assert verify_chain(session, request_id).ok
+        events = session.query(Event).filter_by(request_id=request_id).order_by(Event.seq).all()
+    created = next(e for e in events if e.kind == "document.created")
+    attested = events[created.seq - 2]  # the chain as it stood when the certificate was signed off
+    assert attested.hash in certificate.replace("\n", "")
+
+
+def test_a_system_failing_for_good_leaves_the_request_incomplete_and_a_rerun_finishes_it(
+    rt: Runtime, stack: EmulatorStack
+) -> None:
+    stack.hubspot.set_faults({"server_error_next": -1})
+    request_id = submit(rt, "access")
+    with pytest.raises(Exception, match="no definite answer from hubspot-crm"):
+        access_request(request_id)
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        rows = {r.system: r for r in request.systems}
+        assert request.status is RequestStatus.INCOMPLETE
+        assert rows["hubspot-crm"].status is SystemStatus.FAILED
+        assert "HTTP 500" in (rows["hubspot-crm"].error or "")
+        assert rows["app-db"].status is SystemStatus.FOUND
+        assert not session.query(repo.Document).filter_by(request_id=request_id).count()
+
+    stack.hubspot.set_faults({"server_error_next": 0})
+    requests_before = stack.hubspot.request_count
+    text = pdf_text(access_request(request_id))  # resumes: app-db is not asked again
+    assert "Ringte om faktura 10023" in text
+    with rt.ledger.session() as session:
+        assert repo.get_request(session, request_id).status is RequestStatus.COMPLETED
+    assert stack.hubspot.request_count > requests_before
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_no_personal_data_reaches_prefect(rt: Runtime, prefect_harness: str) -> None:
+    access_request(submit(rt, "access"))
+    erasure_request(submit(rt, "erasure"))
+    needles = [
+        v.lower()
+        for v in (
+            DEMO_SUBJECT.email,
+            DEMO_SUBJECT.phone,
+            "91234567",
+            DEMO_SUBJECT.name,
+            "Nordmann",
+            "Storgata 12",
+            "Ringte om faktura",
+        )
+    ]
+    database = prefect_harness.split(":///", 1)[1]
+    dump = "\n".join(sqlite3.connect(database).iterdump()).lower()
+    assert "access-dsar-" in dump  # the runs are there, named by request id only
+    assert not [n for n in needles if n in dump]
+    home = Path(__import__("os").environ["PREFECT_HOME"])
+    stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file() and p.suffix != ".db").lower()
+    assert not [n for n in needles if n.encode() in stored]
