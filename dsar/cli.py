@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from dsar.calendar import OSLO, due_date
+from dsar.errors import BadInput
 from dsar.settings import Settings
+from integrations.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from dsar.ledger.models import Request
@@ -37,10 +39,6 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 T = TypeVar("T")
 
 
-class BadInput(ValueError):
-    """Exit 2 with this message."""
-
-
 def _fail(code: int, message: str) -> NoReturn:
     err.print(f"dsar: {message}", highlight=False, markup=False)
     raise typer.Exit(code)
@@ -48,12 +46,9 @@ def _fail(code: int, message: str) -> NoReturn:
 
 def _guard(action: Callable[[], T]) -> T:
     """Run a command body with the exit-code contract; messages are PII-free by construction."""
-    from dsar.intake import IntakeError
-    from integrations.registry import ConfigurationError
-
     try:
         return action()
-    except (BadInput, IntakeError, ConfigurationError) as exc:
+    except (BadInput, ConfigurationError) as exc:
         _fail(2, str(exc))
     except typer.Exit:
         raise
@@ -109,7 +104,7 @@ def submit(
 
     def body() -> None:
         from dsar import dispatch, intake
-        from dsar.ledger import Ledger
+        from dsar.runtime import Runtime, install
 
         if request_type not in dispatch.FLOWS:
             raise BadInput(f"unknown request type {request_type!r} (use: {' | '.join(dispatch.FLOWS)})")
@@ -117,9 +112,10 @@ def submit(
         subject = intake.build_subject(
             email=email, phone=phone, name=name, region=settings.default_phone_region
         )
-        ledger = Ledger(settings)
+        runtime = Runtime.from_settings(settings)  # checks the systems file before anything is written
+        install(runtime)
         registered = intake.register(
-            ledger, request_type=request_type, subject=subject, ticket_ref=ticket, language=language
+            runtime.ledger, request_type=request_type, subject=subject, ticket_ref=ticket, language=language
         )
         typer.echo(registered.request_id)
         sys.stdout.flush()
@@ -191,5 +187,20 @@ def demo(
         err.print(result.table)
         for path in result.documents:
             typer.echo(str(path))
+
+    _guard(body)
+
+
+@app.command()
+def serve(
+    limit: Annotated[int, typer.Option(help="flow runs executed at the same time")] = 4,
+) -> None:
+    """Serve the flows as deployments (needs a Prefect API: PREFECT_API_URL)."""
+
+    def body() -> None:
+        _settings()
+        from dsar.deployments import serve_all
+
+        serve_all(limit=limit)
 
     _guard(body)

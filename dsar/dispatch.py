@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from prefect import Flow
+if TYPE_CHECKING:
+    from prefect import Flow
 
 __all__ = ["DEPLOYMENT", "FLOWS", "flow_for", "start"]
 

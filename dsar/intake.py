@@ -11,6 +11,7 @@ from datetime import datetime
 
 from dsar.calendar import OSLO
 from dsar.crypto import normalise_email, normalise_phone
+from dsar.errors import BadInput
 from dsar.ledger import Ledger
 from dsar.ledger import repository as repo
 from dsar.ledger.models import RequestType
@@ -21,7 +22,7 @@ __all__ = ["LANGUAGES", "IntakeError", "Registered", "build_subject", "register"
 LANGUAGES = ("nb", "en")
 
 
-class IntakeError(ValueError):
+class IntakeError(BadInput):
     """The request cannot be registered as given; the message says why (no personal data)."""
 
 

@@ -13,10 +13,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import httpx
 
-from dsar.documents import Controller, DocumentRenderer
+if TYPE_CHECKING:  # weasyprint is heavy: loaded only when a document is rendered
+    from dsar.documents import Controller, DocumentRenderer
+
 from dsar.ledger import Ledger
 from dsar.settings import Settings
 from integrations.base import System
@@ -65,10 +68,14 @@ class Runtime:
 
     @cached_property
     def renderer(self) -> DocumentRenderer:
+        from dsar.documents import DocumentRenderer
+
         return DocumentRenderer(self.settings.templates_dir)
 
     @property
     def controller(self) -> Controller:
+        from dsar.documents import Controller
+
         s = self.settings
         return Controller(
             name=s.controller_name,

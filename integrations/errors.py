@@ -8,6 +8,9 @@
     │   └── MalformedResponse           the vendor answered something we cannot parse
     └── SubjectNotFound                 the system positively answered that the subject is not there
 
+``ConfigurationError`` stands outside the tree: it is raised before any system is called,
+when the systems file or a system's options are wrong.
+
 Clients translate ``httpx`` (or SQLAlchemy) errors into this tree once, at the edge, with
 ``raise ... from exc``. Flows and tasks only ever see these classes.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "ConfigurationError",
     "IntegrationError",
     "MalformedResponse",
     "PermanentError",
@@ -24,6 +28,10 @@ __all__ = [
     "SubjectNotFound",
     "is_retryable",
 ]
+
+
+class ConfigurationError(ValueError):
+    """The systems file or a system's options are wrong; the message names the system."""
 
 
 class IntegrationError(Exception):

@@ -30,15 +30,12 @@ import yaml
 from pydantic import ValidationError
 
 from integrations.base import System
+from integrations.errors import ConfigurationError
 from integrations.http import HttpPolicy
 
 __all__ = ["REGISTRY", "ConfigurationError", "SystemSpec", "build_system", "load_specs"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-
-
-class ConfigurationError(ValueError):
-    """The systems file is wrong; the message names the system and the problem."""
 
 
 @dataclass(frozen=True)
