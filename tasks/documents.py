@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -28,45 +29,57 @@ DELETION_CERTIFICATE = "deletion_certificate"
 @task(cache_policy=NO_CACHE, persist_result=False)
 def render_access_report(request_id: str) -> str:
     """Render the access report PDF from what every system returned; returns its path."""
-    rt = runtime.current()
-    with rt.ledger.session() as session:
-        request = repo.get_request(session, request_id)
-        existing = _existing(session, request_id, ACCESS_REPORT)
-        if existing:
-            return existing
-        report = AccessReport(
-            request_id=request_id,
-            language=request.language,
-            controller=rt.controller,
-            subject_name=repo.load_subject(session, keys=rt.ledger.keys, request_id=request_id).name,
-            received=request.received_date,
-            due=request.due_date,
-            answered=_today(),
-            systems=tuple(_access_section(rt, row) for row in request.systems),
-        )
-        return _store(rt, session, request, ACCESS_REPORT, rt.renderer.render_access_report(report))
+    return _render_once(request_id, ACCESS_REPORT, _access_report_html)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def render_deletion_certificate(request_id: str) -> str:
     """Render the deletion certificate PDF from the ledger (counts only); returns its path."""
+    return _render_once(request_id, DELETION_CERTIFICATE, _certificate_html)
+
+
+Builder = Callable[[Runtime, Session, Request], str]
+
+
+def _render_once(request_id: str, kind: str, build: Builder) -> str:
+    """Render, store and record one document; a resumed run returns the one already made."""
     rt = runtime.current()
     with rt.ledger.session() as session:
         request = repo.get_request(session, request_id)
-        existing = _existing(session, request_id, DELETION_CERTIFICATE)
+        existing = _existing(session, request_id, kind)
         if existing:
             return existing
-        certificate = DeletionCertificate(
-            request_id=request_id,
-            language=request.language,
-            controller=rt.controller,
-            received=request.received_date,
-            due=request.due_date,
-            completed=_today(),
-            systems=tuple(_erasure_section(row) for row in request.systems),
-            chain_hash=chain_head(session, request_id),
-        )
-        return _store(rt, session, request, DELETION_CERTIFICATE, rt.renderer.render_certificate(certificate))
+        return _store(rt, session, request, kind, build(rt, session, request))
+
+
+def _access_report_html(rt: Runtime, session: Session, request: Request) -> str:
+    today = _today()
+    report = AccessReport(
+        request_id=request.id,
+        language=request.language,
+        controller=rt.controller,
+        subject_name=repo.load_subject(session, keys=rt.ledger.keys, request_id=request.id).name,
+        received=request.received_date,
+        due=repo.effective_due_date(request, today),
+        answered=today,
+        systems=tuple(_access_section(rt, row) for row in request.systems),
+    )
+    return rt.renderer.render_access_report(report)
+
+
+def _certificate_html(rt: Runtime, session: Session, request: Request) -> str:
+    today = _today()
+    certificate = DeletionCertificate(
+        request_id=request.id,
+        language=request.language,
+        controller=rt.controller,
+        received=request.received_date,
+        due=repo.effective_due_date(request, today),
+        completed=today,
+        systems=tuple(_erasure_section(row) for row in request.systems),
+        chain_hash=chain_head(session, request.id),
+    )
+    return rt.renderer.render_certificate(certificate)
 
 
 def _today() -> date:

@@ -1,4 +1,4 @@
-"""Calling one configured system on behalf of a request, with the outcome recorded.
+"""One step against one configured system on behalf of a request, with the outcome recorded.
 
 The subject is decrypted from the ledger inside the task, used, and dropped; it never
 becomes a task parameter or result. Every attempt is counted, and a failure is written to
@@ -7,20 +7,47 @@ the ledger (PII-free) before Prefect sees a sanitised :class:`~tasks.common.Step
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
 
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import append_event
-from dsar.ledger.models import SystemStatus
+from dsar.ledger.models import SystemResult, SystemStatus
 from dsar.runtime import Runtime
 from integrations.base import Subject, System
-from tasks.common import StepFailed, step_failure
+from tasks.common import StepFailed, only_retryable, step_failure
 
-__all__ = ["call_system", "record_failure"]
+__all__ = ["call_system", "record_answer", "record_failure", "system_row", "system_step"]
 
+P = ParamSpec("P")
+R = TypeVar("R")
 T = TypeVar("T")
+
+
+def system_step(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The task decorator of every per-system step: named by system, never cached or persisted."""
+    return task(
+        task_run_name=f"{name}-{{system}}",
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        retry_condition_fn=only_retryable,
+    )
+
+
+@contextmanager
+def system_row(rt: Runtime, request_id: str, system: str) -> Iterator[tuple[Session, SystemResult]]:
+    """The request x system row in a transaction of its own."""
+    with rt.ledger.session() as session:
+        yield (
+            session,
+            repo.system_result(session, request_id=request_id, system=system, kind=rt.spec(system).kind),
+        )
 
 
 def call_system(
@@ -44,22 +71,23 @@ def call_system(
     return result
 
 
+def record_answer(
+    rt: Runtime, request_id: str, system: str, counts: dict[str, int], *, event: str, payload: Any = None
+) -> None:
+    """Record a definite answer: what was found, by category (and, encrypted, the data itself)."""
+    with system_row(rt, request_id, system) as (session, row):
+        row.status = SystemStatus.FOUND if counts else SystemStatus.NONE
+        row.counts, row.error, row.attempts = counts, None, row.attempts + 1
+        row.looked_up_at = datetime.now(UTC)
+        if payload is not None:
+            row.payload_ciphertext = rt.ledger.keys.cipher.encrypt_json(payload)
+        data = {"system": system, "status": row.status.value, "counts": counts}
+        append_event(session, request_id=request_id, kind=event, data=data)
+
+
 def record_failure(rt: Runtime, request_id: str, system: str, step: str, failure: StepFailed) -> None:
     """Mark the system failed for this request and add the (PII-free) reason to the chain."""
-    with rt.ledger.session() as session:
-        row = repo.system_result(session, request_id=request_id, system=system, kind=rt.spec(system).kind)
-        row.status = SystemStatus.FAILED
-        row.error = str(failure)
-        row.attempts += 1
-        append_event(
-            session,
-            request_id=request_id,
-            kind="system.failed",
-            data={
-                "system": system,
-                "step": step,
-                "error": str(failure),
-                "retryable": failure.retryable,
-                "at": datetime.now(UTC).isoformat(),
-            },
-        )
+    with system_row(rt, request_id, system) as (session, row):
+        row.status, row.error, row.attempts = SystemStatus.FAILED, str(failure), row.attempts + 1
+        data = {"system": system, "step": step, "error": str(failure), "retryable": failure.retryable}
+        append_event(session, request_id=request_id, kind="system.failed", data=data)
