@@ -23,7 +23,7 @@ def begin_request(request_id: str, request_type: str) -> list[str]:
     with rt.ledger.session() as session:
         request = repo.get_request(session, request_id)
         if request.type is not RequestType(request_type):
-            raise ValueError(f"{request_id} is a {request.type} request, not {request_type}")
+            raise ValueError(f"{request_id} has type {request.type}, not {request_type}")
         if not request.status.is_open:
             raise ValueError(f"{request_id} is already {request.status}")
         for spec in rt.specs:

@@ -163,3 +163,32 @@ def test_no_personal_data_reaches_prefect(rt: Runtime, prefect_harness: str) -> 
     home = Path(__import__("os").environ["PREFECT_HOME"])
     stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file() and p.suffix != ".db").lower()
     assert not [n for n in needles if n.encode() in stored]
+
+
+def test_erasure_erases_nothing_until_every_system_has_answered(rt: Runtime, stack: EmulatorStack) -> None:
+    stack.hubspot.set_faults({"server_error_next": -1})
+    request_id = submit(rt, "erasure")
+    with pytest.raises(Exception, match="no definite answer from hubspot-crm"):
+        erasure_request(request_id)
+    with stack.app_db.connect() as conn:
+        emails = conn.execute(sa.text("SELECT lower(email) FROM customers")).scalars().all()
+    assert DEMO_SUBJECT.email.lower() in emails  # the plan was incomplete: app-db untouched
+
+    stack.hubspot.set_faults({"server_error_next": 0})
+    pdf_text(erasure_request(request_id))
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        assert request.status is RequestStatus.COMPLETED
+        erased_events = [
+            e for e in session.query(Event).filter_by(request_id=request_id) if e.kind == "system.erased"
+        ]
+    assert sorted(e.data["system"] for e in erased_events) == ["app-db", "hubspot-crm"]  # each exactly once
+
+
+def test_a_finished_request_is_not_run_again(rt: Runtime) -> None:
+    request_id = submit(rt, "access")
+    access_request(request_id)
+    with pytest.raises(Exception, match="already completed"):
+        access_request(request_id)
+    with pytest.raises(Exception, match="has type access, not erasure"):
+        erasure_request(request_id)
