@@ -210,7 +210,7 @@ def _encode_cursor(offset: int) -> str:
 
 def _decode_cursor(after: object) -> int:
     """Offset from an ``after`` cursor; ValueError if it is not one of ours."""
-    if after in (None, ""):
+    if after in (None, "", "0"):  # "0" is how clients ask for the first page
         return 0
     try:
         return max(0, int(base64.urlsafe_b64decode(str(after).encode()).decode()))

@@ -135,7 +135,8 @@ class HubSpotCRM:
         groups = _filter_groups(subject)
         if not groups:
             raise PermanentError(f"{self.name}: HubSpot needs an email or phone to search", system=self.name)
-        body = {"filterGroups": groups, "properties": list(CONTACT_PROPERTIES), "limit": SEARCH_PAGE}
+        # The spec requires `sorts` and `after` although the live API tolerates their absence.
+        body = {"filterGroups": groups, "properties": list(CONTACT_PROPERTIES), "limit": SEARCH_PAGE, "sorts": []}
         found: dict[str, dict[str, Any]] = {}
         for contact in self._search_pages(body):
             found.setdefault(contact["id"], contact)
@@ -273,8 +274,8 @@ def _filter_groups(subject: Subject) -> list[dict[str, Any]]:
 
 
 def _after(cursor: str | None) -> dict[str, str]:
-    """The ``after`` field for a search body, if there is a cursor."""
-    return {"after": cursor} if cursor else {}
+    """The ``after`` field for a search body; "0" asks for the first page."""
+    return {"after": cursor or "0"}
 
 
 def _next_after(payload: Mapping[str, Any]) -> str | None:
