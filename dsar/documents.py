@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,8 @@ class ErasureSection:
     completed_at: datetime | None
     verified: bool
     error: str | None = None
+    retained: Mapping[str, int] = field(default_factory=dict)  # kept on purpose (e.g. bookkeeping)
+    operator: str | None = None  # who answered for a system without an API
 
     def __post_init__(self) -> None:
         _check_choice("outcome", self.outcome, ERASURE_OUTCOMES)
@@ -126,7 +128,8 @@ class DocumentRenderer:
         self._translations = _load_translations(self._dir / "i18n")
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self._dir),
-            autoescape=True,
+            # HTML is escaped; plain-text mails (*.txt.j2) are not, since no browser reads them.
+            autoescape=jinja2.select_autoescape(disabled_extensions=("txt.j2",), default=True),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -152,6 +155,11 @@ class DocumentRenderer:
     def render_certificate(self, cert: DeletionCertificate) -> str:
         """Render the deletion certificate as HTML."""
         return self._render("deletion_certificate.html.j2", cert.language, cert=cert)
+
+    def render_mail(self, name: str, language: str, **context: object) -> tuple[str, str]:
+        """Render ``mail/<name>.subject.txt.j2`` (one line) and ``mail/<name>.txt.j2`` (the body)."""
+        subject = self._render(f"mail/{name}.subject.txt.j2", language, **context)
+        return " ".join(subject.split()), self._render(f"mail/{name}.txt.j2", language, **context)
 
     def to_pdf(self, html: str) -> bytes:
         """Lay out ``html`` as PDF; only files under the templates folder may be loaded."""

@@ -22,9 +22,10 @@ if TYPE_CHECKING:  # weasyprint is heavy: loaded only when a document is rendere
 
 from dsar.ledger import Ledger
 from dsar.settings import Settings
+from dsar.systems import SystemSpec, load_specs
 from integrations.base import System
+from integrations.errors import ConfigurationError
 from integrations.http import HttpPolicy
-from integrations.registry import ConfigurationError, SystemSpec, build_system, load_specs
 
 __all__ = ["Runtime", "current", "install", "using"]
 
@@ -54,7 +55,7 @@ class Runtime:
 
     def system(self, name: str) -> System:
         """A fresh client for one configured system (the caller closes it)."""
-        return build_system(self.spec(name), self.http_policy, self.transports.get(name))
+        return self.spec(name).build(self.http_policy, self.transports.get(name))
 
     @cached_property
     def http_policy(self) -> HttpPolicy:

@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from integrations.mail import SmtpConfig
+
 __all__ = ["PROJECT_ROOT", "Settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +46,16 @@ class Settings(BaseSettings):
     controller_address: str = "Storgata 1, 0155 Oslo"
     controller_email: str = "personvern@fjordlys.example"
     controller_dpo_email: str | None = "dpo@fjordlys.example"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    privacy_mailbox: str = "personvern@fjordlys.example"  # deadline alerts and operator notices go here
+    processor_language: Literal["nb", "en"] = "nb"  # language of requests sent to processors
+    operator_timeout_s: int = Field(default=7 * 24 * 3600, ge=10)  # how long a flow waits for an operator
+    operator_poll_s: int = Field(default=10, ge=1)
 
     http_timeout_s: float = Field(default=10.0, gt=0)
     http_max_attempts: int = Field(default=4, ge=1)
@@ -73,6 +85,18 @@ class Settings(BaseSettings):
     def documents_path(self) -> Path:
         assert self.documents_dir is not None
         return self.documents_dir
+
+    def smtp(self) -> SmtpConfig:
+        """The mail server, with the controller's privacy address as sender."""
+        password = self.smtp_password.get_secret_value() if self.smtp_password else None
+        return SmtpConfig(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            security=self.smtp_security,
+            username=self.smtp_username,
+            password=password,
+            sender=self.controller_email,
+        )
 
     def secret(self, name: Literal["encryption_key", "hash_key"]) -> str:
         """The clear value of a key (filled by the validator)."""

@@ -6,6 +6,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dsar import runtime
+from flows.operators import settle_with_operators
 from tasks.common import with_retries
 from tasks.discovery import collect_system
 from tasks.documents import render_access_report
@@ -24,6 +25,7 @@ def access_request(request_id: str) -> str:
     collect = with_retries(collect_system, runtime.current().settings)
     systems = begin_request(request_id, "access")
     collect.map(unmapped(request_id), systems, return_state=True)  # outcomes live in the ledger
+    settle_with_operators(request_id)
     require_definite_answers(request_id, systems)
     report = render_access_report(request_id)
     complete_request(request_id, "answered")

@@ -6,6 +6,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dsar import runtime
+from flows.operators import settle_with_operators
 from tasks.common import with_retries
 from tasks.discovery import look_up_system
 from tasks.documents import render_deletion_certificate
@@ -25,8 +26,10 @@ def erasure_request(request_id: str) -> str:
     settings = runtime.current().settings
     systems = begin_request(request_id, "erasure")
     with_retries(look_up_system, settings).map(unmapped(request_id), systems, return_state=True)
+    settle_with_operators(request_id)
     require_definite_answers(request_id, systems)
     with_retries(erase_system, settings).map(unmapped(request_id), systems, return_state=True)
+    settle_with_operators(request_id)
     with_retries(verify_erasure, settings).map(unmapped(request_id), systems, return_state=True)
     require_definite_answers(request_id, systems)
     certificate = render_deletion_certificate(request_id)

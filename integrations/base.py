@@ -96,11 +96,17 @@ class Export:
 
 @dataclass(frozen=True)
 class ErasureOutcome:
-    """What an erasure did: method and per-category counts, never the values."""
+    """What an erasure did: method and per-category counts, never the values.
+
+    ``retained`` counts what the system kept on purpose and can no longer be found by the
+    subject's identifiers (e.g. invoices whose customer was anonymised, kept for bookkeeping);
+    the legal basis comes from the processing register, not from the integration.
+    """
 
     system: str
     method: str
     counts: Mapping[str, int] = field(default_factory=dict)
+    retained: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:

@@ -6,7 +6,8 @@
     ├── PermanentError                  4xx, malformed bodies, misconfiguration: retrying will not help
     │   ├── AuthError                   401/403, rejected or expired credentials
     │   └── MalformedResponse           the vendor answered something we cannot parse
-    └── SubjectNotFound                 the system positively answered that the subject is not there
+    ├── SubjectNotFound                 the system positively answered that the subject is not there
+    └── NeedsOperator                   no API: a named operator must look, act and record the answer
 
 ``ConfigurationError`` stands outside the tree: it is raised before any system is called,
 when the systems file or a system's options are wrong.
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigurationError",
     "IntegrationError",
     "MalformedResponse",
+    "NeedsOperator",
     "PermanentError",
     "RateLimited",
     "RetryableError",
@@ -81,6 +83,19 @@ class MalformedResponse(PermanentError):
 
 class SubjectNotFound(IntegrationError):
     """The system answered definitely that it holds nothing for the subject."""
+
+
+class NeedsOperator(IntegrationError):
+    """The system has no API for this step; the flow asks an operator and records the answer.
+
+    ``instructions`` tell the operator where to look (no personal data); ``processor_contact``
+    is the e-mail of a processor to ask on the controller's behalf before answering.
+    """
+
+    def __init__(self, message: str, *, system: str, instructions: str, processor_contact: str | None = None) -> None:
+        super().__init__(message, system=system)
+        self.instructions = instructions
+        self.processor_contact = processor_contact
 
 
 def is_retryable(exc: BaseException) -> bool:

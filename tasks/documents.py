@@ -120,6 +120,8 @@ def _erasure_section(row: SystemResult) -> ErasureSection:
         completed_at=row.verified_at or row.erased_at,
         verified=row.verified_at is not None,
         error=row.error,
+        retained=dict(row.retained_counts),
+        operator=row.operator,
     )
 
 

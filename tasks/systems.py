@@ -21,6 +21,8 @@ from dsar.ledger.chain import append_event
 from dsar.ledger.models import SystemResult, SystemStatus
 from dsar.runtime import Runtime
 from integrations.base import Subject, System
+from integrations.errors import NeedsOperator
+from tasks import operators
 from tasks.common import StepFailed, only_retryable, step_failure
 
 __all__ = ["call_system", "record_answer", "record_failure", "system_row", "system_step"]
@@ -52,23 +54,28 @@ def system_row(rt: Runtime, request_id: str, system: str) -> Iterator[tuple[Sess
 
 def call_system(
     rt: Runtime, request_id: str, system: str, step: str, call: Callable[[System, Subject], T]
-) -> T:
-    """Run ``call`` against one system for the request's subject; record a failure, then raise."""
+) -> T | None:
+    """Run ``call`` against one system for the request's subject.
+
+    Returns None when the system has no API for the step and an operator was asked instead;
+    records a failure, then raises it, when the call failed.
+    """
     with rt.ledger.session() as session:
         subject = repo.load_subject(session, keys=rt.ledger.keys, request_id=request_id)
     failure: StepFailed | None = None
     try:
         client = rt.system(system)
         try:
-            result = call(client, subject)
+            return call(client, subject)
         finally:
             client.close()
+    except NeedsOperator as ask:
+        operators.ask_for_answer(rt, request_id, system, step, ask, subject)
+        return None
     except Exception as exc:  # translated below; the original may carry personal data
         failure = step_failure(system, exc)
-    if failure is not None:
-        record_failure(rt, request_id, system, step, failure)
-        raise failure  # outside the except block: no chained original reaches Prefect
-    return result
+    record_failure(rt, request_id, system, step, failure)
+    raise failure  # outside the except block: no chained original reaches Prefect
 
 
 def record_answer(

@@ -33,6 +33,8 @@ __all__ = [
     "Base",
     "Document",
     "Event",
+    "MailStatus",
+    "OutboxMail",
     "Request",
     "RequestStatus",
     "RequestType",
@@ -87,12 +89,13 @@ class SystemStatus(enum.StrEnum):
     NONE = "none"
     FAILED = "failed"
     ERASED = "erased"
-    MANUAL = "manual"
+    MANUAL = "manual"  # answered by a named operator
     RETAINED = "retained"
+    AWAITING_OPERATOR = "awaiting_operator"  # no API: waiting for an operator's answer
 
     @property
     def is_definite(self) -> bool:
-        return self not in (SystemStatus.PENDING, SystemStatus.FAILED)
+        return self not in (SystemStatus.PENDING, SystemStatus.FAILED, SystemStatus.AWAITING_OPERATOR)
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -159,6 +162,11 @@ class SystemResult(Base):
     looked_up_at: Mapped[datetime | None] = mapped_column()
     erased_at: Mapped[datetime | None] = mapped_column()
     verified_at: Mapped[datetime | None] = mapped_column()
+    operator: Mapped[str | None] = mapped_column(String(200))  # who answered for a system without an API
+    operator_note: Mapped[str | None] = mapped_column(Text)
+    retained_counts: Mapped[dict[str, Any]] = mapped_column(
+        default=dict
+    )  # category -> records kept on purpose
 
     request: Mapped[Request] = relationship(back_populates="systems")
 
@@ -172,6 +180,29 @@ class Document(Base):
     path: Mapped[str] = mapped_column(String(500))
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column()
+
+
+class MailStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMail(Base):
+    """A mail the pipeline must send; written first, delivered after, sent at most once."""
+
+    __tablename__ = "outbox_mails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    recipient_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)  # recipient, subject and body, encrypted
+    status: Mapped[MailStatus] = mapped_column(_enum(MailStatus), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
 
 
 class Event(Base):

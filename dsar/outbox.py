@@ -1,0 +1,108 @@
+"""The mail outbox: every mail is written to the ledger first and delivered from there.
+
+Queuing is idempotent by ``Message-ID`` (a re-run queues nothing twice); delivery marks a
+mail sent only after the SMTP server accepted it, so an outage delays mail but never loses
+it. Recipient, subject and body are stored encrypted: they may name the data subject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from dsar.ledger import Ledger
+from dsar.ledger.chain import append_event
+from dsar.ledger.models import MailStatus, OutboxMail
+from integrations.errors import IntegrationError
+from integrations.mail import Mail, Mailer
+
+__all__ = ["Delivery", "deliver", "enqueue"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    sent: int
+    failed: int
+
+
+def enqueue(ledger: Ledger, *, request_id: str | None, kind: str, mail: Mail) -> bool:
+    """Queue ``mail`` unless a mail with its Message-ID was queued before; True if queued now."""
+    with ledger.session() as session:
+        if session.scalar(select(OutboxMail.id).where(OutboxMail.message_id == mail.message_id)):
+            return False
+        sealed = ledger.keys.cipher.encrypt_json({"to": mail.to, "subject": mail.subject, "body": mail.body})
+        session.add(
+            OutboxMail(
+                message_id=mail.message_id,
+                request_id=request_id,
+                kind=kind,
+                status=MailStatus.PENDING,
+                recipient_ciphertext=sealed,
+                attempts=0,
+                created_at=datetime.now(UTC),
+            )
+        )
+        if request_id:
+            append_event(
+                session,
+                request_id=request_id,
+                kind="mail.queued",
+                data={"kind": kind, "message_id": mail.message_id},
+            )
+    return True
+
+
+def deliver(ledger: Ledger, mailer: Mailer, *, request_id: str | None = None) -> Delivery:
+    """Send every unsent mail (of one request, or all); failures stay queued for the next try."""
+    sent = failed = 0
+    for mail_id in _unsent(ledger, request_id):
+        if _deliver_one(ledger, mailer, mail_id):
+            sent += 1
+        else:
+            failed += 1
+    return Delivery(sent=sent, failed=failed)
+
+
+def _unsent(ledger: Ledger, request_id: str | None) -> list[int]:
+    stmt = select(OutboxMail.id).where(OutboxMail.status != MailStatus.SENT).order_by(OutboxMail.id)
+    if request_id:
+        stmt = stmt.where(OutboxMail.request_id == request_id)
+    with ledger.session() as session:
+        return list(session.scalars(stmt))
+
+
+def _deliver_one(ledger: Ledger, mailer: Mailer, mail_id: int) -> bool:
+    with ledger.session() as session:
+        row = session.get(OutboxMail, mail_id)
+        if row is None or row.status is MailStatus.SENT:
+            return True
+        content = ledger.keys.cipher.decrypt_json(row.recipient_ciphertext)
+        mail = Mail(
+            to=content["to"], subject=content["subject"], body=content["body"], message_id=row.message_id
+        )
+    try:
+        mailer.send(mail)
+        error = None
+    except IntegrationError as exc:
+        error = exc.summary()
+    _record_attempt(ledger, mail_id, error)
+    return error is None
+
+
+def _record_attempt(ledger: Ledger, mail_id: int, error: str | None) -> None:
+    with ledger.session() as session:
+        row = session.get(OutboxMail, mail_id)
+        assert row is not None
+        row.attempts += 1
+        row.status, row.error = (MailStatus.FAILED, error) if error else (MailStatus.SENT, None)
+        row.sent_at = None if error else datetime.now(UTC)
+        if row.request_id:
+            kind = "mail.failed" if error else "mail.sent"
+            append_event(
+                session,
+                request_id=row.request_id,
+                kind=kind,
+                data={"kind": row.kind, "message_id": row.message_id, "error": error},
+            )
