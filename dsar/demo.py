@@ -16,6 +16,7 @@ from dsar import dispatch, intake
 from dsar.runtime import Runtime, using
 from dsar.settings import Settings
 from emulators.demo_data import DEMO_SUBJECT
+from emulators.operator import Operator
 from emulators.stack import emulator_stack
 
 __all__ = ["DemoResult", "run_demo"]
@@ -33,13 +34,23 @@ def run_demo(var_dir: Path) -> DemoResult:
         path = var_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     with emulator_stack(var_dir / "systems") as stack:
-        settings = Settings(var_dir=var_dir, systems_file=stack.systems_file)
+        settings = Settings(
+            var_dir=var_dir, systems_file=stack.systems_file, smtp_port=stack.mailbox.port, operator_poll_s=1
+        )
         runtime = Runtime.from_settings(settings)
-        with using(runtime):
+        with using(runtime), Operator(demo_operator_answer):
             documents = [Path(_run(runtime, kind)) for kind in ("access", "erasure")]
         table = _summary(runtime)
         runtime.close()
     return DemoResult(documents=documents, table=table)
+
+
+def demo_operator_answer(pause_key: str) -> dict[str, object]:
+    """What the demo's automatic operator records for a system without an API."""
+    signature = "Demo operator (automatic)"
+    if pause_key.startswith("erase-"):
+        return {"outcome": "erased", "operator": signature, "note": "Processor confirmed erasure in writing."}
+    return {"outcome": "found", "operator": signature, "records": 3, "note": "Processor answered by e-mail."}
 
 
 def _run(runtime: Runtime, request_type: str) -> str:

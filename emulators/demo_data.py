@@ -6,12 +6,10 @@ her. All names, addresses and numbers are invented.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from emulators.hubspot import HubSpotState
-from emulators.internal_db import DEMO_SUBJECT, OTHER_PEOPLE, Person, create_schema, seed_demo_rows
+from emulators.internal_db import DEMO_SUBJECT, OTHER_PEOPLE, Person
 
-__all__ = ["DEMO_SUBJECT", "seed_hubspot", "seed_internal_db"]
+__all__ = ["DEMO_SUBJECT", "seed_hubspot"]
 
 
 def _contact(person: Person) -> dict[str, str]:
@@ -62,9 +60,3 @@ def seed_hubspot(state: HubSpotState) -> None:
     )
     for person in OTHER_PEOPLE:
         state.add_contact(_contact(person), notes=[{"hs_note_body": f"Notat om {person.name}"}])
-
-
-def seed_internal_db(engine: sa.Engine) -> None:
-    """The product database's schema with Kari and the other people."""
-    create_schema(engine)
-    seed_demo_rows(engine)

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -67,8 +67,8 @@ class Faults:
                 setattr(self, name, value)
 
     def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        with self._lock:  # not asdict(): it would deep-copy the lock
+            return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
 class FaultAnswers(Protocol):

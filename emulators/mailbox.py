@@ -24,7 +24,8 @@ class _Handler:
     def __init__(self, mailbox: Mailbox) -> None:
         self._mailbox = mailbox
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd calls it by this name
+    # aiosmtpd looks the hook up by this exact name.
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         return self._mailbox.receive(envelope.content, list(envelope.rcpt_tos))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 
 import httpx
 
@@ -72,6 +72,7 @@ class ClientCredentialsAuth(TokenAuth):
         client_id: str,
         client_secret: str,
         scope: str | None = None,
+        extra_form: Mapping[str, str] | None = None,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout_s: float = 10.0,
@@ -80,6 +81,7 @@ class ClientCredentialsAuth(TokenAuth):
         self._system = system
         self._token_url = token_url
         self._form = {"grant_type": "client_credentials"} | ({"scope": scope} if scope else {})
+        self._form |= dict(extra_form or {})  # vendor-specific fields, e.g. 24SevenOffice's audience
         credentials = (client_id, client_secret)
         if not basic:  # client_secret_post; with basic=True client_secret_basic (RFC 6749 §2.3.1)
             self._form |= {"client_id": client_id, "client_secret": client_secret}

@@ -8,28 +8,44 @@ A dataset is a small YAML file (see ``datasets/app_db.yaml``)::
         category: customer          # data category from the processing register
         primary_key: id             # default "id"; a single column
         identify: {email: email, phone: phone}   # subject attribute -> column
+        references:
+          - {table: customers, column: merged_into, detach: true}   # self-reference
+          - {table: customers, column: referred_by, follow: false}  # a pointer, not ownership
         erase: delete               # delete | anonymise
       - table: orders
         category: order
-        parent: {table: customers, column: customer_id}   # orders.customer_id -> customers.id
+        references:                 # orders.customer_id holds a customers.id
+          - {table: customers, column: customer_id, detach: true}
         erase: anonymise
         anonymise: {shipping_address: null, notes: "[erased]"}   # column -> replacement
-        detach: true                # on erasure, set orders.customer_id to NULL
 
-The rules, checked when the file is loaded (:func:`load_dataset`):
+``parent: {table, column}`` (with an optional table-level ``detach: true``) is shorthand for a
+single ``references`` entry.
 
-* A table's rows belong to the subject when a column in ``identify`` matches the subject
-  (``email`` case-insensitively, ``phone`` as the E.164 string, so phone columns must hold
-  E.164), or when its ``parent`` column points at a parent row that belongs to the subject.
-  ``parent`` always references the parent's primary key; links are followed transitively.
-  Every table needs ``identify``, ``parent`` or both; a table has at most one parent, and
-  parent links may not form a cycle (so no self-referencing tables).
+**Which rows are the subject's.** A row belongs to the subject when an ``identify`` column
+matches (``email`` case-insensitively, ``phone`` as the E.164 string, so phone columns must hold
+E.164), or when one of its *followed* references points at a row that belongs to the subject.
+A reference ``{table: T, column: C}`` listed under table ``X`` says "``X.C`` holds a primary key
+of ``T``", and it is followed **downwards only**, from the referenced row to the referencing
+row: the orders of the subject's customer row are the subject's, but the product an order
+points at is never the subject's because of that order. So a shared parent (a product
+catalogue) is only ever reached if it is itself listed with its own way to the subject.
+References are followed transitively to a fixpoint, so self-references and cycles between
+tables are allowed. ``follow: false`` declares a mere pointer (``customers.referred_by``): the
+pointing row is someone else's; when the row pointed at is deleted, the column is set to NULL.
+
+**Load-time rules** (:func:`load_dataset`):
+
+* Every table needs ``identify`` or a followed reference, and must be reachable from a table
+  with ``identify`` through followed references. Referenced tables must be in the dataset.
 * ``erase: delete`` deletes the rows. ``erase: anonymise`` keeps them and overwrites the
   columns in ``anonymise``; it must overwrite every ``identify`` column, never the primary key.
-* A deleted table whose child is kept (``anonymise``) must let go of it: the child needs
-  ``detach: true``, which sets its ``parent`` column to NULL (the column must be nullable).
-  ``detach`` is only valid on anonymised tables with a parent.
-* Erasure runs in one transaction, children before parents, so foreign keys hold throughout.
+* ``detach: true`` on a followed reference sets that column to NULL in the subject's rows before
+  anything is deleted (the column must be nullable, checked by :func:`check_schema`). A kept
+  (anonymised) table must detach every reference to a deleted table.
+* Among deleted tables, the references that are not detached must not form a cycle (this
+  includes self-references): detach one reference of every cycle. Erasure then deletes
+  children before parents, so foreign keys hold after every statement on every database.
 
 Whether the named tables and columns exist is checked against the live database by
 :func:`check_schema`, once the tables are reflected.
@@ -37,9 +53,9 @@ Whether the named tables and columns exist is checked against the live database 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -47,7 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 __all__ = [
     "Dataset",
     "DatasetError",
-    "ParentLink",
+    "Reference",
     "TableRule",
     "check_schema",
     "load_dataset",
@@ -62,12 +78,21 @@ class DatasetError(ValueError):
     """A dataset file that is unreadable or breaks the rules; the message names the problem."""
 
 
-class ParentLink(BaseModel):
-    """A foreign key from this table's ``column`` to the primary key of ``table``."""
+class Reference(BaseModel):
+    """This table's ``column`` holds a primary key of ``table``; see the module docstring."""
 
     model_config = _FROZEN
     table: str
     column: str
+    follow: bool = True
+    detach: bool = False
+
+    @model_validator(mode="after")
+    def _check_reference(self) -> Reference:
+        """A pointer that is not followed is released on erasure, never detached."""
+        if self.detach and not self.follow:
+            raise ValueError(f"reference via {self.column!r} is not followed: 'detach' does not apply")
+        return self
 
 
 class TableRule(BaseModel):
@@ -78,18 +103,32 @@ class TableRule(BaseModel):
     category: str
     primary_key: str = "id"
     identify: dict[Attribute, str] = Field(default_factory=dict)
-    parent: ParentLink | None = None
+    references: tuple[Reference, ...] = ()
     erase: Literal["delete", "anonymise"]
     anonymise: dict[str, Replacement] = Field(default_factory=dict)
-    detach: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parent_shorthand(cls, data: Any) -> Any:
+        """``parent: {...}`` plus an optional ``detach`` is one entry of ``references``."""
+        if not isinstance(data, dict) or not {"parent", "detach"} & set(data):
+            return data
+        data = dict(data)
+        if "parent" not in data:
+            raise ValueError(f"table {data.get('table')!r}: table-level 'detach' goes with 'parent'")
+        if "references" in data:
+            raise ValueError(f"table {data.get('table')!r}: use 'parent' or 'references', not both")
+        parent, detach = data.pop("parent"), data.pop("detach", False)
+        data["references"] = [{**parent, "detach": detach} if isinstance(parent, dict) else parent]
+        return data
 
     @model_validator(mode="after")
     def _check_rule(self) -> TableRule:
         """Apply the single-table rules from the module docstring."""
-        if not self.identify and self.parent is None:
-            raise ValueError(f"table {self.table!r} needs 'identify', 'parent' or both")
-        if self.erase == "delete" and (self.anonymise or self.detach):
-            raise ValueError(f"table {self.table!r} is deleted: 'anonymise' and 'detach' do not apply")
+        if not self.identify and not self.followed():
+            raise ValueError(f"table {self.table!r} needs 'identify', a followed reference or both")
+        if self.erase == "delete" and self.anonymise:
+            raise ValueError(f"table {self.table!r} is deleted: 'anonymise' does not apply")
         if self.erase == "anonymise":
             self._check_anonymise()
         return self
@@ -103,17 +142,23 @@ class TableRule(BaseModel):
         kept = sorted(set(self.identify.values()) - set(self.anonymise))
         if kept:
             raise ValueError(f"table {self.table!r} is anonymised but keeps identifying column(s) {kept}")
-        if self.detach and self.parent is None:
-            raise ValueError(f"table {self.table!r} has 'detach' but no parent")
+
+    def followed(self) -> tuple[Reference, ...]:
+        """The references that make a row the subject's."""
+        return tuple(ref for ref in self.references if ref.follow)
+
+    def detached(self) -> tuple[str, ...]:
+        """Columns set to NULL in the subject's rows on erasure."""
+        return tuple(ref.column for ref in self.references if ref.detach)
 
     def columns(self) -> set[str]:
         """Every column this rule names."""
         named = {self.primary_key, *self.identify.values(), *self.anonymise}
-        return named | ({self.parent.column} if self.parent else set())
+        return named | {ref.column for ref in self.references}
 
 
 class Dataset(BaseModel):
-    """The tables of one database that hold personal data, parents before children."""
+    """The tables of one database that hold personal data."""
 
     model_config = _FROZEN
     name: str
@@ -121,51 +166,108 @@ class Dataset(BaseModel):
 
     @model_validator(mode="after")
     def _check_links(self) -> Dataset:
-        """Apply the cross-table rules: unique tables, known parents, no cycles, detach."""
+        """Apply the cross-table rules: unique tables, known references, reachability, no cycles."""
         names = [rule.table for rule in self.tables]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"table(s) listed twice: {duplicates}")
         for rule in self.tables:
-            self._check_parent(rule)
+            self._check_references(rule)
+        self._check_reachable()
+        self.deletion_order()
         return self
 
-    def _check_parent(self, rule: TableRule) -> None:
-        """The parent exists, the chain ends, and a deleted parent releases a kept child."""
-        if rule.parent is None:
-            return
-        if rule.parent.table not in {other.table for other in self.tables}:
-            raise ValueError(f"table {rule.table!r} has unknown parent table {rule.parent.table!r}")
-        self.ancestors(rule.table)
-        parent = self.rule(rule.parent.table)
-        if parent.erase == "delete" and rule.erase == "anonymise" and not rule.detach:
-            raise ValueError(
-                f"table {parent.table!r} is deleted but its child {rule.table!r} is kept (anonymised): "
-                f"set 'detach: true' on {rule.table!r} or anonymise {parent.table!r}"
-            )
+    def _check_references(self, rule: TableRule) -> None:
+        """Referenced tables exist, and a kept table lets go of deleted ones."""
+        for ref in rule.references:
+            if ref.table not in {other.table for other in self.tables}:
+                raise ValueError(f"table {rule.table!r} references unknown table {ref.table!r}")
+            target = self.rule(ref.table)
+            if ref.follow and target.erase == "delete" and rule.erase == "anonymise" and not ref.detach:
+                raise ValueError(
+                    f"table {target.table!r} is deleted but its child {rule.table!r} is kept (anonymised): "
+                    f"set 'detach: true' on {rule.table}.{ref.column} or anonymise {target.table!r}"
+                )
+
+    def _check_reachable(self) -> None:
+        """Every table can be reached from an ``identify`` table through followed references."""
+        reached = {rule.table for rule in self.tables if rule.identify}
+        grew = True
+        while grew:
+            more = {r.table for r in self.tables if any(f.table in reached for f in r.followed())}
+            grew = not more <= reached
+            reached |= more
+        lost = [rule.table for rule in self.tables if rule.table not in reached]
+        if lost:
+            raise ValueError(f"table(s) {lost} cannot be reached from a table with 'identify'")
 
     def rule(self, table: str) -> TableRule:
         """The rule for ``table``."""
         return next(rule for rule in self.tables if rule.table == table)
 
-    def ancestors(self, table: str) -> list[str]:
-        """Parent, grandparent, ... of ``table``; raises ``ValueError`` on a cycle."""
-        chain: list[str] = []
-        link = self.rule(table).parent
-        while link is not None:
-            if link.table == table or link.table in chain:
-                raise ValueError(f"parent links form a cycle: {' -> '.join([table, *chain, link.table])}")
-            chain.append(link.table)
-            link = self.rule(link.table).parent
-        return chain
+    def followers(self, table: str) -> list[tuple[TableRule, Reference]]:
+        """Followed references that point at ``table``, with the rule that holds each."""
+        return [(rule, ref) for rule in self.tables for ref in rule.followed() if ref.table == table]
+
+    def releases(self) -> list[tuple[TableRule, Reference]]:
+        """Pointers (``follow: false``) at deleted tables: set to NULL before deleting."""
+        return [
+            (rule, ref)
+            for rule in self.tables
+            for ref in rule.references
+            if not ref.follow and self.rule(ref.table).erase == "delete"
+        ]
 
     def ordered(self) -> tuple[TableRule, ...]:
-        """The rules with every parent before its children (reverse it to erase)."""
-        return tuple(sorted(self.tables, key=lambda rule: len(self.ancestors(rule.table))))
+        """Referenced tables before the tables referencing them, cycles broken in file order."""
+        after = {rule.table: {r.table for r in rule.followed()} - {rule.table} for rule in self.tables}
+        return tuple(self.rule(name) for name in _sort(after, strict=False))
+
+    def deletion_order(self) -> tuple[TableRule, ...]:
+        """Deleted tables, children before parents; raises ``ValueError`` naming a cycle."""
+        deleted = {rule.table: rule for rule in self.tables if rule.erase == "delete"}
+        before = {name: set[str]() for name in deleted}
+        for rule in deleted.values():
+            for ref in rule.followed():
+                if not ref.detach and ref.table in deleted:
+                    before[ref.table].add(rule.table)  # the child goes first
+        return tuple(deleted[name] for name in _sort(before, strict=True))
 
     def attributes(self) -> set[str]:
         """Subject attributes any table is identified by."""
         return {attribute for rule in self.tables for attribute in rule.identify}
+
+
+def _sort(after: Mapping[str, set[str]], *, strict: bool) -> list[str]:
+    """Names so each comes after every name in ``after[name]``, ties in the given order.
+
+    On a cycle: ``strict`` raises ``ValueError`` naming it, otherwise the first remaining
+    name goes next.
+    """
+    done: list[str] = []
+    waiting = list(after)
+    while waiting:
+        ready = [name for name in waiting if after[name] <= set(done)]
+        if not ready and strict:
+            raise ValueError(
+                f"references among deleted tables form a cycle: {_cycle(after, waiting)}; "
+                "set 'detach: true' on one of them (its column must be nullable)"
+            )
+        name = (ready or waiting)[0]
+        done.append(name)
+        waiting.remove(name)
+    return done
+
+
+def _cycle(after: Mapping[str, set[str]], waiting: Iterable[str]) -> str:
+    """One cycle among ``waiting``, drawn as ``a -> b -> a``."""
+    left = set(waiting)
+    path = [min(left)]
+    while True:
+        step = min(after[path[-1]] & left)
+        if step in path:
+            return " -> ".join([*path[path.index(step) :], step])
+        path.append(step)
 
 
 def load_dataset(path: Path | str) -> Dataset:
@@ -197,7 +299,10 @@ def check_schema(dataset: Dataset, schema: Mapping[str, Mapping[str, bool]]) -> 
     """Raise :class:`DatasetError` unless every named table and column exists.
 
     ``schema`` maps each table in the database to its columns, each to whether it is nullable.
+    Columns that erasure sets to NULL (detached references, released pointers) must be nullable.
     """
+    nulled = {(rule.table, column) for rule in dataset.tables for column in rule.detached()}
+    nulled |= {(rule.table, ref.column) for rule, ref in dataset.releases()}
     for rule in dataset.tables:
         if rule.table not in schema:
             raise DatasetError(f"dataset {dataset.name!r}: table {rule.table!r} is not in the database")
@@ -205,7 +310,8 @@ def check_schema(dataset: Dataset, schema: Mapping[str, Mapping[str, bool]]) -> 
         missing = sorted(rule.columns() - set(columns))
         if missing:
             raise DatasetError(f"dataset {dataset.name!r}: table {rule.table!r} has no column(s) {missing}")
-        if rule.detach and rule.parent and not columns[rule.parent.column]:
+    for table, column in sorted(nulled):
+        if not schema[table][column]:
             raise DatasetError(
-                f"dataset {dataset.name!r}: {rule.table}.{rule.parent.column} must be nullable to detach"
+                f"dataset {dataset.name!r}: {table}.{column} must be nullable to detach or release it"
             )

@@ -148,8 +148,13 @@ class VendorHttp:
         json: Any = None,
         expected: Collection[int] = (200,),
         retry: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request, retrying retryable failures; return a response with an expected status."""
+        """Send one request, retrying retryable failures; return a response with an expected status.
+
+        ``headers`` add to or replace the client's headers for this request only (e.g. a JSON
+        Patch ``Content-Type``).
+        """
         attempts = self.policy.max_attempts if retry else 1
         retrying = Retrying(
             stop=stop_after_attempt(max(1, attempts)),
@@ -159,7 +164,7 @@ class VendorHttp:
             before_sleep=self._log_retry(method, attempts),
             reraise=True,
         )
-        return retrying(self._send_once, method, path, params, json, expected)
+        return retrying(self._send_once, method, path, params, json, expected, headers)
 
     def get_json(
         self, path: str, *, params: Params | None = None, expected: Collection[int] = (200,)
@@ -204,11 +209,17 @@ class VendorHttp:
         self.close()
 
     def _send_once(
-        self, method: str, path: str, params: Params | None, json: Any, expected: Collection[int]
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        json: Any,
+        expected: Collection[int],
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """One attempt: send, translate transport errors and unexpected statuses."""
         try:
-            response = self._client.request(method, path, params=_clean(params), json=json)
+            response = self._client.request(method, path, params=_clean(params), json=json, headers=headers)
         except httpx.TimeoutException as exc:
             raise RetryableError(self._message(method, None, "timed out"), system=self.system) from exc
         except httpx.TransportError as exc:

@@ -136,7 +136,12 @@ class HubSpotCRM:
         if not groups:
             raise PermanentError(f"{self.name}: HubSpot needs an email or phone to search", system=self.name)
         # The spec requires `sorts` and `after` although the live API tolerates their absence.
-        body = {"filterGroups": groups, "properties": list(CONTACT_PROPERTIES), "limit": SEARCH_PAGE, "sorts": []}
+        body = {
+            "filterGroups": groups,
+            "properties": list(CONTACT_PROPERTIES),
+            "limit": SEARCH_PAGE,
+            "sorts": [],
+        }
         found: dict[str, dict[str, Any]] = {}
         for contact in self._search_pages(body):
             found.setdefault(contact["id"], contact)

@@ -44,7 +44,34 @@ def _manual(name: str, options: Mapping[str, Any], policy: HttpPolicy, transport
     return manual.from_config(name, _validated(manual.ManualConfig, options))
 
 
-REGISTRY: dict[str, Factory] = {"hubspot": _hubspot, "sql": _sql, "manual": _manual}
+def _poweroffice(name: str, options: Mapping[str, Any], policy: HttpPolicy, transport: Transport) -> System:
+    from integrations import poweroffice
+
+    return poweroffice.from_config(
+        name, _validated(poweroffice.PowerOfficeConfig, options), policy, transport
+    )
+
+
+def _twentyfour(name: str, options: Mapping[str, Any], policy: HttpPolicy, transport: Transport) -> System:
+    from integrations import twentyfour
+
+    return twentyfour.from_config(name, _validated(twentyfour.TwentyFourConfig, options), policy, transport)
+
+
+def _tripletex(name: str, options: Mapping[str, Any], policy: HttpPolicy, transport: Transport) -> System:
+    from integrations import tripletex
+
+    return tripletex.from_config(name, _validated(tripletex.TripletexConfig, options), policy, transport)
+
+
+REGISTRY: dict[str, Factory] = {
+    "hubspot": _hubspot,
+    "sql": _sql,
+    "manual": _manual,
+    "poweroffice": _poweroffice,
+    "24sevenoffice": _twentyfour,
+    "tripletex": _tripletex,
+}
 
 
 def kinds() -> list[str]:

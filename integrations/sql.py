@@ -2,12 +2,22 @@
 
 Any SQLAlchemy URL works. Which tables hold people, how rows are tied to the subject and how
 each table is erased is declared in a dataset file; the rules are in :mod:`integrations.datasets`.
-In short: rows match on ``identify`` columns (e-mail case-insensitively, phone as E.164) or by
-following ``parent`` foreign keys transitively; erasure deletes or anonymises them in one
-transaction, children before parents.
+In short: rows match on ``identify`` columns (e-mail case-insensitively, phone as E.164), then
+references are followed downwards (rows pointing at the subject's rows are the subject's, never
+the row they point at) to a fixpoint, so self-references and cycles are fine.
 
-Queries are SQLAlchemy Core on reflected tables with bound parameters only; related rows are
-selected with nested ``IN (SELECT ...)`` subqueries, so nothing is materialised in Python.
+How it runs is in :mod:`integrations.sql_rows`: primary keys are collected in Python sets,
+reading in batches of ``batch_size`` (``IN (:batch)`` chunks, streamed results); erasure is a few
+set-based ``UPDATE``/``DELETE ... WHERE pk IN (:batch)`` statements per table, never one per row,
+all in **one transaction**: any failure rolls the whole erasure back. Lookup counts and export
+use the same keys, so the three always agree.
+
+Counts: ``lookup`` and ``erase`` report rows per category. Anonymised rows (kept, e.g. orders
+for bookkeeping) count as handled in ``ErasureOutcome.counts``; ``retained`` stays empty,
+because what is left holds no personal data of the subject and the legal basis for keeping
+it lives in the processing register, not here.
+
+Queries are SQLAlchemy Core on reflected tables with bound parameters only.
 
 Errors are translated here, once: connection trouble (``OperationalError``, ``InterfaceError``,
 pool timeouts, disconnects) becomes :class:`RetryableError`, every other SQLAlchemy or driver
@@ -33,6 +43,7 @@ from sqlalchemy.dialects.mysql import TINYINT
 from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
 from integrations.datasets import Dataset, DatasetError, TableRule, check_schema, load_dataset
 from integrations.errors import PermanentError, RetryableError
+from integrations.sql_rows import Keys, collect_keys, erase_keys, read_rows
 
 __all__ = ["SqlConfig", "SqlDatabase", "from_config"]
 
@@ -52,10 +63,11 @@ class SqlDatabase:
 
     kind: str = "sql"
 
-    def __init__(self, name: str, *, engine: sa.Engine, dataset: Dataset) -> None:
+    def __init__(self, name: str, *, engine: sa.Engine, dataset: Dataset, batch_size: int = 500) -> None:
         self.name = name
         self._engine = engine
         self._dataset = dataset
+        self._batch_size = batch_size
         self._tables: dict[str, sa.Table] | None = None
         self._lock = threading.Lock()
 
@@ -68,68 +80,44 @@ class SqlDatabase:
     def lookup(self, subject: Subject) -> LookupResult:
         """Count the subject's rows, by category."""
         self._require_identifier(subject)
-        counts = dict.fromkeys(self._categories(), 0)
         with self._edge("lookup"), self._engine.connect() as conn:
-            for rule in self._dataset.ordered():
-                query = (
-                    sa.select(sa.func.count())
-                    .select_from(self._table(rule))
-                    .where(self._where(rule, subject))
-                )
-                counts[rule.category] += int(conn.execute(query).scalar_one())
-        return LookupResult(system=self.name, counts=counts)
+            keys = self._collect(conn, subject)
+        return LookupResult(system=self.name, counts=self._by_category({t: len(k) for t, k in keys.items()}))
 
     def export(self, subject: Subject) -> Export:
         """Every row of the subject's, all columns, as JSON-friendly records."""
         self._require_identifier(subject)
         records: list[Record] = []
         with self._edge("export"), self._engine.connect() as conn:
+            keys = self._collect(conn, subject)
             for rule in self._dataset.ordered():
-                records.extend(self._export_table(conn, rule, subject))
+                table = self._reflect()[rule.table]
+                rows = read_rows(conn, rule, table, keys[rule.table], self._batch_size)
+                records.extend(_record(rule, table, row) for row in rows)
         return Export(system=self.name, records=tuple(records))
 
     def erase(self, subject: Subject) -> ErasureOutcome:
-        """Delete or anonymise the subject's rows in one transaction, children first."""
+        """Delete or anonymise the subject's rows in one transaction, set-based, children first."""
         self._require_identifier(subject)
-        counts = dict.fromkeys(self._categories(), 0)
         with self._edge("erase"), self._engine.begin() as conn:
-            for rule in reversed(self._dataset.ordered()):
-                with self._edge(f"erase of {rule.table}"):
-                    counts[rule.category] += conn.execute(self._eraser(rule, subject)).rowcount
-        return ErasureOutcome(system=self.name, method=self._method(), counts=counts)
+            keys = self._collect(conn, subject)
+            handled = erase_keys(conn, self._dataset, self._reflect(), keys, self._batch_size)
+        return ErasureOutcome(system=self.name, method=self._method(), counts=self._by_category(handled))
 
     def close(self) -> None:
         """Close the engine's pooled connections."""
         self._engine.dispose()
 
-    def _export_table(self, conn: sa.Connection, rule: TableRule, subject: Subject) -> list[Record]:
-        """The subject's rows of one table, ordered by primary key."""
-        table = self._table(rule)
-        key = table.c[rule.primary_key]
-        rows = conn.execute(sa.select(table).where(self._where(rule, subject)).order_by(key))
-        return [_record(rule, table, row) for row in rows]
+    def _collect(self, conn: sa.Connection, subject: Subject) -> Keys:
+        """The primary keys of the subject's rows, by table."""
+        return collect_keys(conn, self._dataset, self._reflect(), subject, self._batch_size)
 
-    def _eraser(self, rule: TableRule, subject: Subject) -> sa.Delete | sa.Update:
-        """The DELETE or anonymising UPDATE for one table."""
-        table = self._table(rule)
-        if rule.erase == "delete":
-            return sa.delete(table).where(self._where(rule, subject))
-        values: dict[str, Scalar] = dict(rule.anonymise)
-        if rule.detach and rule.parent:
-            values[rule.parent.column] = None
-        return sa.update(table).where(self._where(rule, subject)).values(values)
-
-    def _where(self, rule: TableRule, subject: Subject) -> sa.ColumnElement[bool]:
-        """Rows of ``rule``'s table that identify the subject or hang off a parent row that does."""
-        table = self._table(rule)
-        conditions = [
-            _identifies(table.c[column], attribute, subject) for attribute, column in rule.identify.items()
-        ]
-        if rule.parent is not None:
-            parent = self._dataset.rule(rule.parent.table)
-            keys = sa.select(self._table(parent).c[parent.primary_key]).where(self._where(parent, subject))
-            conditions.append(table.c[rule.parent.column].in_(keys))
-        return sa.or_(sa.false(), *conditions)
+    def _by_category(self, per_table: dict[str, int]) -> dict[str, int]:
+        """Per-table row counts summed by category, every category present."""
+        counts = dict.fromkeys(self._categories(), 0)
+        for rule in self._dataset.tables:
+            counts[rule.category] += per_table.get(rule.table, 0)
+        return counts
 
     def _require_identifier(self, subject: Subject) -> None:
         """Refuse to answer "nothing found" for a subject the dataset cannot match at all."""
@@ -137,10 +125,6 @@ class SqlDatabase:
             wanted = ", ".join(sorted(self._dataset.attributes()))
             message = f"subject has none of the identifiers this dataset matches on ({wanted})"
             raise PermanentError(message, system=self.name)
-
-    def _table(self, rule: TableRule) -> sa.Table:
-        """The reflected table for ``rule``."""
-        return self._reflect()[rule.table]
 
     def _reflect(self) -> dict[str, sa.Table]:
         """Reflect the dataset's tables once and check them against the dataset."""
@@ -181,16 +165,6 @@ def from_config(name: str, config: SqlConfig) -> SqlDatabase:
     dataset = load_dataset(config.dataset)
     engine = sa.create_engine(config.url.get_secret_value(), pool_pre_ping=True, hide_parameters=True)
     return SqlDatabase(name, engine=engine, dataset=dataset)
-
-
-def _identifies(column: sa.Column[object], attribute: str, subject: Subject) -> sa.ColumnElement[bool]:
-    """``lower(column) = :email`` or ``column = :phone``; false when the subject lacks it."""
-    value: str | None = getattr(subject, attribute)
-    if not value:
-        return sa.false()
-    if attribute == "email":
-        return sa.func.lower(column) == value.lower()
-    return column == value
 
 
 def _record(rule: TableRule, table: sa.Table, row: sa.Row[object]) -> Record:

@@ -22,6 +22,7 @@ from emulators.stack import EmulatorStack, emulator_stack
 from flows.access import access_request
 from flows.erasure import erasure_request
 from tests.conftest import make_settings
+from tests.databases import make_database_url
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
@@ -31,8 +32,15 @@ KARI_VALUES = ("Storgata 12", "Ringte om faktura 10023", "Fjordlys Pluss - Nordm
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[EmulatorStack]:
-    with emulator_stack(tmp_path / "systems") as started:
+    with emulator_stack(tmp_path / "systems", only=("hubspot-crm", "app-db")) as started:
         yield started
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Flows run on SQLite and PostgreSQL; the ledger's own tests add MariaDB."""
+    with make_database_url(request.param) as url:
+        yield url
 
 
 @pytest.fixture
@@ -45,6 +53,8 @@ def rt(stack: EmulatorStack, ledger_url: str, tmp_path: Path) -> Iterator[Runtim
         task_retry_delay_s=0,
         http_backoff_base_s=0.01,
         http_max_attempts=2,
+        smtp_port=stack.mailbox.port,
+        operator_poll_s=1,
     )
     runtime = Runtime.from_settings(settings)
     with using(runtime):

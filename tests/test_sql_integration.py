@@ -278,18 +278,40 @@ def test_check_schema_wants_a_nullable_column_to_detach() -> None:
     ("yaml_text", "message"),
     [
         (
-            "name: x\ntables:\n"
-            "  - {table: a, category: c, parent: {table: b, column: b_id}, erase: delete}\n"
+            HEAD + "  - {table: a, category: c, identify: {email: e}, parent: {table: b, column: b_id},"
+            " erase: delete}\n"
             "  - {table: b, category: c, parent: {table: a, column: a_id}, erase: delete}\n",
-            "cycle: a -> b -> a",
+            "cycle: a -> b -> a; set 'detach: true'",
         ),
         (
-            HEAD + "  - {table: a, category: c, parent: {table: a, column: a_id}, erase: delete}\n",
-            "cycle",
+            HEAD + "  - {table: a, category: c, identify: {email: e}, parent: {table: a, column: a_id},"
+            " erase: delete}\n",
+            "cycle: a -> a",
         ),
         (
-            HEAD + "  - {table: a, category: c, parent: {table: b, column: b_id}, erase: delete}\n",
-            "unknown parent table 'b'",
+            HEAD + "  - {table: a, category: c, identify: {email: e}, parent: {table: b, column: b_id},"
+            " erase: delete}\n",
+            "references unknown table 'b'",
+        ),
+        (
+            HEAD + "  - {table: a, category: c, identify: {email: e}, erase: delete}\n"
+            "  - {table: b, category: c, parent: {table: c, column: c_id}, erase: delete}\n"
+            "  - {table: c, category: c, parent: {table: b, column: b_id}, detach: true, erase: delete}\n",
+            r"\['b', 'c'\] cannot be reached from a table with 'identify'",
+        ),
+        (
+            HEAD + "  - {table: a, category: c, identify: {email: e}, erase: delete,"
+            " references: [{table: a, column: r, follow: false, detach: true}]}\n",
+            "not followed: 'detach' does not apply",
+        ),
+        (
+            HEAD + "  - {table: a, category: c, identify: {email: e}, erase: delete, detach: true}\n",
+            "table-level 'detach' goes with 'parent'",
+        ),
+        (
+            HEAD + "  - {table: a, category: c, identify: {email: e}, erase: delete,"
+            " parent: {table: a, column: p}, references: []}\n",
+            "'parent' or 'references', not both",
         ),
         (
             "name: x\ntables:\n  - {table: a, category: c, identify: {email: email}, erase: delete}\n"
@@ -302,7 +324,7 @@ def test_check_schema_wants_a_nullable_column_to_detach() -> None:
             " anonymise: {name: null}}\n",
             "keeps identifying column",
         ),
-        ("name: x\ntables:\n  - {table: a, category: c, erase: delete}\n", "needs 'identify', 'parent'"),
+        (HEAD + "  - {table: a, category: c, erase: delete}\n", "needs 'identify', a followed reference"),
         (
             "name: x\ntables:\n  - {table: a, category: c, identify: {email: e}, erase: shred}\n",
             "tables.0.erase",
