@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     operator_timeout_s: int = Field(default=7 * 24 * 3600, ge=10)  # how long a flow waits for an operator
     operator_poll_s: int = Field(default=10, ge=1)
 
+    # Concurrent steps per vendor kind, across all workers (Prefect global concurrency limits).
+    vendor_concurrency: dict[str, int] = Field(
+        default={"hubspot": 4, "zendesk": 4, "poweroffice": 2, "tripletex": 2, "24sevenoffice": 2}
+    )
+    vendor_slot_timeout_s: float = Field(default=600, gt=0)
+
     http_timeout_s: float = Field(default=10.0, gt=0)
     http_max_attempts: int = Field(default=4, ge=1)
     retry_after_cap_s: float = Field(default=60.0, gt=0)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import yaml
 from starlette.applications import Starlette
 
-from emulators import internal_db, poweroffice, sms_log, tripletex, twentyfour
+from emulators import internal_db, poweroffice, sms_log, tripletex, twentyfour, zendesk
 from emulators.demo_data import seed_hubspot
 from emulators.hubspot import HubSpotState
 from emulators.hubspot import create_app as hubspot_app
@@ -124,6 +124,13 @@ def _tripletex(stack: EmulatorStack) -> dict[str, Any]:
     }
 
 
+def _zendesk(stack: EmulatorStack) -> dict[str, Any]:
+    state = stack.states["zendesk-support"] = zendesk.ZendeskState()
+    zendesk.seed_demo(state)
+    url = stack.serve(zendesk.create_app(state))
+    return {"base_url": url, "agent_email": state.agent_email, "api_token": state.api_token}
+
+
 def _as_configured(stack: EmulatorStack) -> dict[str, Any]:
     return {}  # no connection to emulate: the example's own options stand (manual systems)
 
@@ -137,6 +144,7 @@ STARTERS: dict[str, Starter] = {
     "poweroffice-go": _poweroffice,
     "twentyfour": _twentyfour,
     "tripletex": _tripletex,
+    "zendesk-support": _zendesk,
 }
 
 

@@ -92,7 +92,9 @@ class NeedsOperator(IntegrationError):
     is the e-mail of a processor to ask on the controller's behalf before answering.
     """
 
-    def __init__(self, message: str, *, system: str, instructions: str, processor_contact: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, system: str, instructions: str, processor_contact: str | None = None
+    ) -> None:
         super().__init__(message, system=system)
         self.instructions = instructions
         self.processor_contact = processor_contact

@@ -44,6 +44,24 @@ from integrations.errors import (
 
 __all__ = ["DEFAULT_POLICY", "BearerAuth", "HttpPolicy", "Params", "VendorHttp", "parse_retry_after"]
 
+
+class _NoQueryInHttpxLog(logging.Filter):
+    """Drop query strings from httpx's "HTTP Request: GET <url>" lines: searches put e-mails there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's URL arguments without their query; never drop a record."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                a.copy_with(query=None) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+_HTTPX_LOG = logging.getLogger("httpx")
+if not any(isinstance(f, _NoQueryInHttpxLog) for f in _HTTPX_LOG.filters):
+    _HTTPX_LOG.addFilter(_NoQueryInHttpxLog())
+
+
 log = logging.getLogger(__name__)
 
 Params = Mapping[str, str | int | float | bool | None]

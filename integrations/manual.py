@@ -51,8 +51,12 @@ class ManualSystem:
         """Nothing to release."""
 
     def _ask(self, message: str) -> NeedsOperator:
-        return NeedsOperator(message, system=self.name, instructions=self.instructions,
-                             processor_contact=self.processor_contact)
+        return NeedsOperator(
+            message,
+            system=self.name,
+            instructions=self.instructions,
+            processor_contact=self.processor_contact,
+        )
 
 
 def from_config(name: str, config: ManualConfig) -> ManualSystem:

@@ -64,6 +64,12 @@ def _tripletex(name: str, options: Mapping[str, Any], policy: HttpPolicy, transp
     return tripletex.from_config(name, _validated(tripletex.TripletexConfig, options), policy, transport)
 
 
+def _zendesk(name: str, options: Mapping[str, Any], policy: HttpPolicy, transport: Transport) -> System:
+    from integrations import zendesk
+
+    return zendesk.from_config(name, _validated(zendesk.ZendeskConfig, options), policy, transport)
+
+
 REGISTRY: dict[str, Factory] = {
     "hubspot": _hubspot,
     "sql": _sql,
@@ -71,6 +77,7 @@ REGISTRY: dict[str, Factory] = {
     "poweroffice": _poweroffice,
     "24sevenoffice": _twentyfour,
     "tripletex": _tripletex,
+    "zendesk": _zendesk,
 }
 
 

@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from dsar import runtime
 from dsar.ledger import repository as repo
 from dsar.ledger.models import RequestStatus, RequestType
+from dsar.limits import ensure_vendor_limits
 
 __all__ = ["IncompleteRequest", "begin_request", "complete_request", "require_definite_answers"]
 
@@ -34,6 +35,7 @@ def begin_request(request_id: str, request_type: str) -> list[str]:
             status=RequestStatus.IN_PROGRESS,
             note=f"{len(rt.specs)} systems configured",
         )
+    ensure_vendor_limits(rt.settings.vendor_concurrency)
     get_run_logger().info("request %s: %d systems", request_id, len(rt.specs))
     return rt.system_names
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import append_event
 from dsar.ledger.models import SystemResult, SystemStatus
+from dsar.limits import vendor_slot
 from dsar.runtime import Runtime
 from integrations.base import Subject, System
 from integrations.errors import NeedsOperator
@@ -63,10 +64,12 @@ def call_system(
     with rt.ledger.session() as session:
         subject = repo.load_subject(session, keys=rt.ledger.keys, request_id=request_id)
     failure: StepFailed | None = None
+    settings = rt.settings
     try:
         client = rt.system(system)
         try:
-            return call(client, subject)
+            with vendor_slot(client.kind, settings.vendor_concurrency, settings.vendor_slot_timeout_s):
+                return call(client, subject)
         finally:
             client.close()
     except NeedsOperator as ask:

@@ -1,0 +1,294 @@
+"""Zendesk Support (API v2): users, their identities, the tickets they requested or were cc'd on, comments.
+
+* lookup/export: ``GET /api/v2/users/search?query=`` for the e-mail and for the phone (E.164 and
+  national digits). Search matches partial values in any property, notes included, so a candidate
+  counts only if its e-mail or phone, or one of its ``/identities``, is the subject's
+  (:mod:`integrations.zendesk_match`). Per user: ``/tickets/requested``, ``/tickets/ccd`` and each
+  ticket's ``/comments``, every list to its last page (:mod:`integrations.zendesk_api`). On a
+  ticket someone else requested, only the comments the subject wrote or that name them are theirs.
+* erase: redact the subject's e-mails, phones and full names in comments on tickets they were only
+  cc'd on (``PUT .../comments/{id}/redact``: third parties' tickets stay, counted as retained), then
+  ``DELETE /api/v2/users/{id}`` and ``DELETE /api/v2/deleted_users/{id}`` (404 = done before), then
+  ``DELETE /api/v2/tickets/{id}`` for each ticket they requested (404 = gone with the user); the
+  ``compliance_deletion_statuses`` go into the outcome's ``method``. Closed tickets cannot be
+  redacted: erasure then stops before deleting anything (PermanentError), for a human to decide.
+
+Categories: ``user``, ``identity``, ``ticket`` (requested), ``cc_ticket`` (cc'd on someone else's),
+``comment``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import httpx
+from pydantic import BaseModel, SecretStr, model_validator
+
+from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
+from integrations.errors import PermanentError
+from integrations.http import DEFAULT_POLICY, HttpPolicy, VendorHttp
+from integrations.zendesk_api import ClientCredentials, ZendeskApi, make_auth
+from integrations.zendesk_match import Needles, e164, extend, hits, is_match, search_terms
+
+__all__ = ["ZendeskConfig", "ZendeskSupport", "from_config"]
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+FieldValue = str | int | float | bool | None
+USER_FIELDS: tuple[str, ...] = ("id", "name", "email", "phone", "role", "active", "verified", "locale")
+USER_FIELDS += ("time_zone", "notes", "details", "external_id", "organization_id", "tags", "created_at")
+IDENTITY_FIELDS = ("id", "user_id", "type", "value", "verified", "primary", "created_at", "updated_at")
+TICKET_FIELDS: tuple[str, ...] = ("id", "subject", "description", "status", "priority", "type")
+TICKET_FIELDS += ("requester_id", "submitter_id", "assignee_id", "collaborator_ids", "tags", "created_at")
+COMMENT_FIELDS = ("id", "ticket_id", "type", "author_id", "body", "public", "attachments", "created_at")
+
+
+class ZendeskConfig(BaseModel):
+    """One Zendesk account (``base_url`` is ``https://{subdomain}.zendesk.com``); one way to authenticate."""
+
+    base_url: str
+    agent_email: str | None = None
+    api_token: SecretStr | None = None
+    oauth_token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scope: str = "read write"
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> Self:
+        ways = (self.agent_email and self.api_token, self.oauth_token, self.client_id and self.client_secret)
+        if sum(bool(way) for way in ways) != 1:
+            raise ValueError("set exactly one of agent_email+api_token, oauth_token, client_id+client_secret")
+        return self
+
+
+@dataclass
+class _Found:
+    """Everything Zendesk holds on the subject."""
+
+    needles: Needles
+    users: list[Json] = field(default_factory=list)
+    identities: list[Json] = field(default_factory=list)
+    tickets: list[Json] = field(default_factory=list)  # requested by the subject
+    cc_tickets: list[Json] = field(default_factory=list)  # requested by someone else, subject cc'd
+    comments: dict[int, list[Json]] = field(default_factory=dict)  # ticket id -> the subject's comments
+
+    def comment_count(self, tickets: Iterable[Json]) -> int:
+        """The subject's comments on ``tickets``."""
+        return sum(len(self.comments.get(t["id"], [])) for t in tickets)
+
+    def counts(self) -> dict[str, int]:
+        """Counts by category, as lookup reports them."""
+        comments = self.comment_count(self.tickets) + self.comment_count(self.cc_tickets)
+        return {"user": len(self.users), "identity": len(self.identities), "ticket": len(self.tickets)} | {
+            "cc_ticket": len(self.cc_tickets),
+            "comment": comments,
+        }
+
+
+class ZendeskSupport:
+    """A Zendesk Support account as a :class:`~integrations.base.System`."""
+
+    kind = "zendesk"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        agent_email: str | None = None,
+        api_token: str | None = None,
+        oauth_token: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        scope: str = "read write",
+        policy: HttpPolicy = DEFAULT_POLICY,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        credentials = {"agent_email": agent_email, "api_token": api_token, "oauth_token": oauth_token}
+        credentials |= {"client_id": client_id, "client_secret": client_secret, "scope": scope}
+        self._auth = make_auth(name, base_url, credentials, transport=transport, timeout_s=policy.timeout_s)
+        http = VendorHttp(
+            system=name, base_url=base_url, policy=policy, auth=self._auth, transport=transport, sleep=sleep
+        )
+        self._api = ZendeskApi(http)
+
+    def __repr__(self) -> str:
+        return f"ZendeskSupport({self.name!r})"
+
+    def check(self) -> None:
+        """One cheap authenticated read: the API user."""
+        if not isinstance(self._api.http.get_json("/api/v2/users/me").get("user"), dict):
+            raise self._api.malformed("users/me without a user")
+
+    def lookup(self, subject: Subject) -> LookupResult:
+        """Count the subject's users, identities, tickets and comments."""
+        return LookupResult(system=self.name, counts=self._collect(subject).counts())
+
+    def export(self, subject: Subject) -> Export:
+        """Every user, identity, ticket and comment of the subject."""
+        found = self._collect(subject)
+        records = [_record("user", u, USER_FIELDS) for u in found.users]
+        records += [_record("identity", i, IDENTITY_FIELDS) for i in found.identities]
+        records += [_record("ticket", t, TICKET_FIELDS) for t in found.tickets]
+        records += [_record("cc_ticket", t, TICKET_FIELDS) for t in found.cc_tickets]
+        for ticket_id, comments in found.comments.items():
+            records += [_record("comment", c | {"ticket_id": ticket_id}, COMMENT_FIELDS) for c in comments]
+        return Export(system=self.name, records=tuple(records))
+
+    def erase(self, subject: Subject) -> ErasureOutcome:
+        """Redact the subject in others' tickets, then delete their users for good, and their tickets."""
+        found = self._collect(subject)
+        plan = self._redaction_plan(found)
+        for ticket_id, comment_id, text in plan:
+            path = f"/api/v2/tickets/{ticket_id}/comments/{comment_id}/redact"
+            self._api.http.parse_object(self._api.http.request("PUT", path, json={"text": text}))
+        deleted = [user["id"] for user in found.users if self._delete_user(user["id"])]
+        for ticket in found.tickets:  # gone with the user already (404), or deleted now
+            self._api.http.request("DELETE", f"/api/v2/tickets/{ticket['id']}", expected=(204, 404))
+        compliance = _summary([s for uid in deleted for s in self._compliance(uid)])
+        redacted = len({(t, c) for t, c, _ in plan})
+        log.info("%s: deleted %d users, redacted %d comments", self.name, len(deleted), redacted)
+        erased = {"user": len(deleted), "identity": len(found.identities), "ticket": len(found.tickets)}
+        erased |= {"comment": found.comment_count(found.tickets), "redacted_comment": redacted}
+        retained = {"cc_ticket": len(found.cc_tickets), "comment": found.comment_count(found.cc_tickets)}
+        method = f"permanent-delete+redact (compliance: {compliance})"
+        return ErasureOutcome(system=self.name, method=method, counts=erased, retained=retained)
+
+    def close(self) -> None:
+        """Release connections."""
+        self._api.http.close()
+        if isinstance(self._auth, ClientCredentials):
+            self._auth.close()
+
+    # ---- finding ----------------------------------------------------------------------------------
+
+    def _collect(self, subject: Subject) -> _Found:
+        """The subject's users (with identities), their tickets, and the comments that are theirs."""
+        found = _Found(needles=self._wanted(subject))
+        for user, identities in self._matching_users(found.needles):
+            found.users.append(user)
+            found.identities += identities
+            extend(found.needles, user, identities)
+        ids = {user["id"] for user in found.users}
+        found.tickets = _unique(t for uid in sorted(ids) for t in self._tickets(uid, "requested"))
+        own = {t["id"] for t in found.tickets}
+        ccd = _unique(t for uid in sorted(ids) for t in self._tickets(uid, "ccd"))
+        found.cc_tickets = [t for t in ccd if t.get("requester_id") not in ids and t["id"] not in own]
+        for ticket in found.tickets:
+            found.comments[ticket["id"]] = list(self._comments(ticket["id"]))
+        for ticket in found.cc_tickets:
+            theirs = (
+                c for c in self._comments(ticket["id"]) if c.get("author_id") in ids or hits(c, found.needles)
+            )
+            found.comments[ticket["id"]] = list(theirs)
+        return found
+
+    def _wanted(self, subject: Subject) -> Needles:
+        """The subject's own identifiers; PermanentError without an e-mail or a usable phone."""
+        phone = e164(subject.phone) if subject.phone else None
+        if not subject.email and not phone:
+            raise PermanentError(f"{self.name}: Zendesk needs an email or phone to search", system=self.name)
+        name = (subject.name or "").strip()
+        return Needles(
+            emails={subject.email.lower()} if subject.email else set(),
+            phones={phone} if phone else set(),
+            names={name.lower()} if " " in name else set(),
+        )
+
+    def _matching_users(self, wanted: Needles) -> Iterator[tuple[Json, list[Json]]]:
+        """Users whose e-mail or phone, or an identity, is the subject's, with their identities."""
+        candidates: dict[int, Json] = {}
+        for query in search_terms(wanted):
+            for user in self._api.search_users(query):
+                candidates.setdefault(user["id"], user)
+        for user_id, user in sorted(candidates.items()):
+            identities = list(self._api.cursor_pages(f"/api/v2/users/{user_id}/identities", "identities"))
+            if is_match(user, identities, wanted):
+                yield user, identities
+
+    def _tickets(self, user_id: int, which: str) -> Iterator[Json]:
+        return self._api.cursor_pages(f"/api/v2/users/{user_id}/tickets/{which}", "tickets")
+
+    def _comments(self, ticket_id: int) -> Iterator[Json]:
+        return self._api.cursor_pages(f"/api/v2/tickets/{ticket_id}/comments", "comments")
+
+    # ---- erasing ----------------------------------------------------------------------------------
+
+    def _redaction_plan(self, found: _Found) -> list[tuple[int, int, str]]:
+        """(ticket, comment, text) to redact on others' tickets; PermanentError if one is closed."""
+        plan = [
+            (ticket["id"], comment["id"], text, ticket.get("status") == "closed")
+            for ticket in found.cc_tickets
+            for comment in found.comments[ticket["id"]]
+            for text in hits(comment, found.needles)
+        ]
+        if closed := len({(t, c) for t, c, _, shut in plan if shut}):
+            what = f"{closed} comments on closed tickets cannot be redacted"
+            raise PermanentError(f"{self.name}: {what}", system=self.name)
+        return [(t, c, text) for t, c, text, _ in plan]
+
+    def _delete_user(self, user_id: int) -> bool:
+        """Soft, then permanent delete; False if Zendesk says both were done before (404)."""
+        soft = self._api.http.request("DELETE", f"/api/v2/users/{user_id}", expected=(200, 404))
+        hard = self._api.http.request("DELETE", f"/api/v2/deleted_users/{user_id}", expected=(200, 404))
+        for response in (soft, hard):
+            if response.status_code == 200:
+                self._api.http.parse_object(response)
+        return 200 in (soft.status_code, hard.status_code)
+
+    def _compliance(self, user_id: int) -> Iterator[Json]:
+        path = f"/api/v2/users/{user_id}/compliance_deletion_statuses"
+        return self._api.cursor_pages(path, "compliance_deletion_statuses", missing_ok=True, ids=False)
+
+
+def from_config(
+    name: str, config: ZendeskConfig, policy: HttpPolicy, transport: httpx.BaseTransport | None = None
+) -> ZendeskSupport:
+    """Build a :class:`ZendeskSupport` from its configuration."""
+    return ZendeskSupport(
+        name,
+        base_url=config.base_url,
+        agent_email=config.agent_email,
+        api_token=_reveal(config.api_token),
+        oauth_token=_reveal(config.oauth_token),
+        client_id=config.client_id,
+        client_secret=_reveal(config.client_secret),
+        scope=config.scope,
+        policy=policy,
+        transport=transport,
+    )
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+def _unique(items: Iterator[Json]) -> list[Json]:
+    return list({item["id"]: item for item in items}.values())
+
+
+def _scalar(value: object) -> FieldValue:
+    """Scalars as sent; lists and objects as JSON text."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _record(category: str, obj: Json, keys: tuple[str, ...]) -> Record:
+    fields = {key: _scalar(obj[key]) for key in keys if key in obj}
+    return Record(category=category, record_id=str(obj["id"]), fields=fields)
+
+
+def _summary(statuses: list[Json]) -> str:
+    """The latest compliance deletion action per application, e.g. ``support=complete``."""
+    latest = {str(s.get("application")): str(s.get("action")) for s in statuses}
+    return ", ".join(f"{app}={action}" for app, action in sorted(latest.items())) or "none"
