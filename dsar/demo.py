@@ -6,7 +6,10 @@ so running it twice gives the same result.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +36,7 @@ def run_demo(var_dir: Path) -> DemoResult:
     for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "documents", "systems"):
         path = var_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    with emulator_stack(var_dir / "systems") as stack:
+    with emulator_stack(var_dir / "systems") as stack, embedded_prefect():
         settings = Settings(
             var_dir=var_dir, systems_file=stack.systems_file, smtp_port=stack.mailbox.port, operator_poll_s=1
         )
@@ -43,6 +46,27 @@ def run_demo(var_dir: Path) -> DemoResult:
         table = _summary(runtime)
         runtime.close()
     return DemoResult(documents=documents, table=table)
+
+
+@contextmanager
+def embedded_prefect() -> Iterator[None]:
+    """One local Prefect server for the demo's flows and its operator thread alike.
+
+    Without it, each thread that talks to Prefect would start a temporary server of its own.
+    """
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "false")  # no automations in the demo
+    server = SubprocessASGIServer()
+    server.start(timeout=120)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        APILogWorker.drain_all(timeout=5)  # deliver the last run logs while the server still listens
+        server.stop()
 
 
 def demo_operator_answer(pause_key: str) -> dict[str, object]:

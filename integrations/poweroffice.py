@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import phonenumbers
 from pydantic import BaseModel, Field, SecretStr
 
 from integrations.auth import ClientCredentialsAuth
 from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
-from integrations.errors import MalformedResponse, PermanentError
+from integrations.errors import MalformedResponse
 from integrations.http import DEFAULT_POLICY, HttpPolicy, Params, VendorHttp
+from integrations.matching import Identifiers, identifiers
 
-__all__ = ["PowerOfficeConfig", "PowerOfficeGo", "from_config", "normal_phone"]
+__all__ = ["PowerOfficeConfig", "PowerOfficeGo", "from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +64,10 @@ class PowerOfficeConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Matcher:
-    """The subject's identifiers, normalised; tells which fields of a Go object hold them."""
-
-    emails: frozenset[str]
-    phones: frozenset[str]
-
-    def matched_fields(self, obj: Mapping[str, Any]) -> list[str]:
-        """Names of ``obj``'s fields that hold one of the subject's e-mails or phones."""
-        hits = [name for name in EMAIL_FIELDS if _normal_email(obj.get(name)) in self.emails]
-        if any(_normal_email(a) in self.emails for a in _split_cc(obj.get(CC_FIELD))):
-            hits.append(CC_FIELD)
-        if normal_phone(obj.get("PhoneNumber")) in self.phones:
-            hits.append("PhoneNumber")
-        return hits
-
-
-@dataclass(frozen=True)
 class _Found:
     """What Go holds on the subject."""
 
-    matcher: _Matcher
+    wanted: Identifiers
     customers: list[JsonObject]
     contact_persons: list[JsonObject]
     invoices: list[JsonObject]
@@ -205,21 +188,12 @@ class PowerOfficeGo:
 
     def _find(self, subject: Subject) -> _Found:
         """Customers and contact persons matching the subject, and the customers' invoices."""
-        matcher = self._matcher(subject)
-        customers = [c for c in self._list("/Customers") if matcher.matched_fields(c)]
-        persons = [p for p in self._list("/ContactPersons") if matcher.matched_fields(p)]
+        wanted = identifiers(subject, system=self.name, vendor="PowerOffice")
+        customers = [c for c in self._list("/Customers") if _matched_fields(c, wanted)]
+        persons = [p for p in self._list("/ContactPersons") if _matched_fields(p, wanted)]
         if not all(isinstance(p.get("ContactId"), int) for p in persons):
             raise self._malformed("contact person without ContactId")
-        return _Found(matcher, customers, persons, self._invoices(customers))
-
-    def _matcher(self, subject: Subject) -> _Matcher:
-        """The subject's normalised identifiers; PermanentError without a usable e-mail or phone."""
-        email, phone = _normal_email(subject.email), normal_phone(subject.phone)
-        if email is None and phone is None:
-            raise PermanentError(
-                f"{self.name}: PowerOffice needs an email or a valid phone", system=self.name
-            )
-        return _Matcher(frozenset([email] if email else []), frozenset([phone] if phone else []))
+        return _Found(wanted, customers, persons, self._invoices(customers))
 
     def _invoices(self, customers: Sequence[Mapping[str, Any]]) -> list[JsonObject]:
         """Outgoing invoices to any of ``customers`` (by customer number)."""
@@ -271,7 +245,7 @@ class PowerOfficeGo:
         """(customers erased, invoices retained) for one matching customer."""
         path, invoices = f"/Customers/{customer['Id']}", found.invoices_of(customer)
         if customer.get("IsPerson") is not True:
-            self._patch(path, _scrub_ops(customer, found.matcher))
+            self._patch(path, _scrub_ops(customer, found.wanted))
             return 1, len(invoices)
         response = self._http.request("DELETE", path, expected=(200, 204, 404, 409))
         if response.status_code != 409:
@@ -317,22 +291,14 @@ def from_config(
     )
 
 
-def normal_phone(value: object) -> str | None:
-    """A phone number as typed (Norway by default) in E.164, or None if it is not one."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        number = phonenumbers.parse(value, "NO")
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _normal_email(value: object) -> str | None:
-    """An e-mail address for comparison (trimmed, case-folded), or None."""
-    return value.strip().casefold() if isinstance(value, str) and value.strip() else None
+def _matched_fields(obj: Mapping[str, Any], wanted: Identifiers) -> list[str]:
+    """Names of ``obj``'s fields that hold one of the subject's e-mails or phones."""
+    hits = [name for name in EMAIL_FIELDS if wanted.has_email(obj.get(name))]
+    if any(wanted.has_email(a) for a in _split_cc(obj.get(CC_FIELD))):
+        hits.append(CC_FIELD)
+    if wanted.has_phone(obj.get("PhoneNumber")):
+        hits.append("PhoneNumber")
+    return hits
 
 
 def _split_cc(value: object) -> list[str]:
@@ -359,11 +325,11 @@ def _address_ops(obj: Mapping[str, Any]) -> list[JsonObject]:
     return _replace_ops({f"MailAddress/{line}": None for line in ADDRESS_ERASED})
 
 
-def _scrub_ops(company: Mapping[str, Any], matcher: _Matcher) -> list[JsonObject]:
+def _scrub_ops(company: Mapping[str, Any], wanted: Identifiers) -> list[JsonObject]:
     """Remove only the subject's e-mail addresses and phone from a company customer."""
     values: dict[str, FieldValue] = {}
-    for name in matcher.matched_fields(company):
-        kept = [a for a in _split_cc(company.get(name)) if a and _normal_email(a) not in matcher.emails]
+    for name in _matched_fields(company, wanted):
+        kept = [a for a in _split_cc(company.get(name)) if a and not wanted.has_email(a)]
         values[name] = (";".join(kept) or None) if name == CC_FIELD else None
     return _replace_ops(values)
 

@@ -24,13 +24,13 @@ from datetime import date, timedelta
 from typing import Any
 
 import httpx
-import phonenumbers
 from pydantic import BaseModel, SecretStr
 
 from integrations.auth import TokenAuth
 from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
 from integrations.errors import AuthError, MalformedResponse, PermanentError
 from integrations.http import DEFAULT_POLICY, HttpPolicy, Params, VendorHttp
+from integrations.matching import Identifiers, identifiers
 
 __all__ = ["Tripletex", "TripletexConfig", "from_config"]
 
@@ -187,21 +187,21 @@ class Tripletex:
 
     def _customers(self, subject: Subject) -> list[Obj]:
         """Active and inactive customers whose e-mail or phone is the subject's."""
-        wanted = _Identifiers(subject, self.name)
+        wanted = identifiers(subject, system=self.name, vendor="Tripletex")
         states = ({"isInactive": False}, {"isInactive": True})
-        if wanted.phone or self._full_scan:
+        if wanted.phones or self._full_scan:
             candidates: Iterable[Obj] = (c for s in states for c in self._pages("/customer", s))
         else:
             queries = ({field: subject.email} | s for field in CUSTOMER_EMAILS for s in states)
             candidates = (c for query in queries for c in self._pages("/customer", query))
-        return _unique(c for c in candidates if wanted.match(c, CUSTOMER_EMAILS, CUSTOMER_PHONES))
+        return _unique(c for c in candidates if _holds(c, wanted, CUSTOMER_EMAILS, CUSTOMER_PHONES))
 
     def _contacts(self, subject: Subject) -> list[Obj]:
         """Contacts whose e-mail or phone is the subject's (the e-mail filter only narrows)."""
-        wanted = _Identifiers(subject, self.name)
-        query = {} if wanted.phone or self._full_scan else {"email": subject.email}
+        wanted = identifiers(subject, system=self.name, vendor="Tripletex")
+        query = {} if wanted.phones or self._full_scan else {"email": subject.email}
         candidates = self._pages("/contact", query)
-        return _unique(c for c in candidates if wanted.match(c, CONTACT_EMAILS, CONTACT_PHONES))
+        return _unique(c for c in candidates if _holds(c, wanted, CONTACT_EMAILS, CONTACT_PHONES))
 
     def _related(self, customer_id: int) -> dict[str, list[Obj]]:
         """The customer's invoices, orders and postings over the whole history searched."""
@@ -245,33 +245,11 @@ class Tripletex:
         return MalformedResponse(f"{self.name}: {what}", system=self.name)
 
 
-class _Identifiers:
-    """The subject's e-mail (case-folded) and phone (E.164), matched against a record's fields."""
-
-    def __init__(self, subject: Subject, system: str) -> None:
-        self.email = subject.email.strip().casefold() if subject.email else None
-        self.phone = _e164(subject.phone)
-        if not self.email and not self.phone:
-            raise PermanentError(f"{system}: Tripletex needs an email or phone to search", system=system)
-
-    def match(self, obj: Mapping[str, Any], emails: tuple[str, ...], phones: tuple[str, ...]) -> bool:
-        """True if any e-mail field or phone field of ``obj`` is the subject's."""
-        if self.email and any(str(obj.get(f) or "").strip().casefold() == self.email for f in emails):
-            return True
-        return bool(self.phone) and any(_e164(obj.get(f)) == self.phone for f in phones)
-
-
-def _e164(value: object) -> str | None:
-    """A phone number as typed (Norway assumed without a country code) in E.164, or None."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        parsed = phonenumbers.parse(value, "NO")
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+def _holds(
+    obj: Mapping[str, Any], wanted: Identifiers, emails: tuple[str, ...], phones: tuple[str, ...]
+) -> bool:
+    """True if any of ``obj``'s e-mail fields or phone fields is the subject's."""
+    return wanted.matches(emails=(obj.get(f) for f in emails), phones=(obj.get(f) for f in phones))
 
 
 def _has_id(value: object) -> bool:

@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
-import phonenumbers
 from pydantic import BaseModel, Field, SecretStr
 
 from integrations.auth import ClientCredentialsAuth
 from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
-from integrations.errors import MalformedResponse, PermanentError
+from integrations.errors import MalformedResponse
 from integrations.http import DEFAULT_POLICY, HttpPolicy, Params, VendorHttp
+from integrations.matching import Identifiers, identifiers
 
 __all__ = ["TwentyFourConfig", "TwentyFourOffice", "from_config"]
 
@@ -172,14 +172,9 @@ class TwentyFourOffice:
 
     def _matches(self, subject: Subject) -> list[tuple[Item, list[Item]]]:
         """Matching customers, each with its sales orders (none for companies)."""
-        email = subject.email.strip().casefold() if subject.email else None
-        phone = _e164(subject.phone)
-        if not email and not phone:
-            raise PermanentError(
-                f"{self.name}: 24SevenOffice needs an email or phone to search", system=self.name
-            )
+        wanted = identifiers(subject, system=self.name, vendor="24SevenOffice")
         params: Params = {"limit": self._page_size, "sortBy": "id:asc"}
-        found = [c for c in self._every("/customers", params) if _matches(c, email, phone)]
+        found = [c for c in self._every("/customers", params) if _holds(c, wanted)]
         return [(c, [] if c.get("isCompany") else self._orders(c["id"])) for c in found]
 
     def _orders(self, customer_id: int) -> list[Item]:
@@ -229,12 +224,9 @@ class TwentyFourOffice:
 
     def _clear_contact(self, company: Item, subject: Subject) -> int:
         """Blank only the subject's e-mail/phone fields on a company customer: 1 if done, 0 if gone."""
-        email = subject.email.strip().casefold() if subject.email else None
-        held = company.get("email")
-        held = held if isinstance(held, dict) else {}
-        changes: Item = {"email": {k: None for k, v in held.items() if _same_email(v, email)}}
-        phone = _e164(subject.phone)
-        if phone and _e164(company.get("phone")) == phone:
+        wanted = Identifiers.of(subject)
+        changes: Item = {"email": {k: None for k, v in _emails(company).items() if wanted.has_email(v)}}
+        if wanted.has_phone(company.get("phone")):
             changes["phone"] = None
         return self._change("PATCH", f"/customers/{company['id']}", changes)
 
@@ -266,29 +258,15 @@ def from_config(
     )
 
 
-def _matches(customer: Mapping[str, Any], email: str | None, phone: str | None) -> bool:
+def _holds(customer: Mapping[str, Any], wanted: Identifiers) -> bool:
     """True if one of the customer's e-mails or its phone is the subject's."""
+    return wanted.matches(emails=_emails(customer).values(), phones=[customer.get("phone")])
+
+
+def _emails(customer: Mapping[str, Any]) -> dict[str, Any]:
+    """The customer's ``email`` object (``contact``, ``billing``), or nothing."""
     emails = customer.get("email")
-    if email and isinstance(emails, dict) and any(_same_email(v, email) for v in emails.values()):
-        return True
-    return phone is not None and _e164(customer.get("phone")) == phone
-
-
-def _same_email(held: object, email: str | None) -> bool:
-    return email is not None and isinstance(held, str) and held.strip().casefold() == email
-
-
-def _e164(raw: object) -> str | None:
-    """A phone number as typed (``+47-12345678``, ``912 34 567``) in E.164, or None."""
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    try:
-        number = phonenumbers.parse(raw, "NO")
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return emails if isinstance(emails, dict) else {}
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -32,8 +32,9 @@ from pydantic import BaseModel, SecretStr, model_validator
 from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
 from integrations.errors import PermanentError
 from integrations.http import DEFAULT_POLICY, HttpPolicy, VendorHttp
+from integrations.matching import normal_phone
 from integrations.zendesk_api import ClientCredentials, ZendeskApi, make_auth
-from integrations.zendesk_match import Needles, e164, extend, hits, is_match, search_terms
+from integrations.zendesk_match import Needles, extend, hits, is_match, search_terms
 
 __all__ = ["ZendeskConfig", "ZendeskSupport", "from_config"]
 
@@ -194,7 +195,7 @@ class ZendeskSupport:
 
     def _wanted(self, subject: Subject) -> Needles:
         """The subject's own identifiers; PermanentError without an e-mail or a usable phone."""
-        phone = e164(subject.phone) if subject.phone else None
+        phone = normal_phone(subject.phone)
         if not subject.email and not phone:
             raise PermanentError(f"{self.name}: Zendesk needs an email or phone to search", system=self.name)
         name = (subject.name or "").strip()

@@ -1,8 +1,9 @@
 """Deciding which Zendesk users are the subject, and where the subject appears in comment text.
 
 Zendesk stores e-mails and phones as typed, in the user and in its identities; e-mails compare
-case-insensitively and phones in E.164 (national numbers read as Norwegian). A name alone never
-makes a match: full names are only looked for, for redaction, in tickets already tied to the subject.
+case-insensitively (lower case, since they are also looked for in comment text) and phones in
+E.164 as :func:`integrations.matching.normal_phone` reads them. A name alone never makes a match:
+full names are only looked for, for redaction, in tickets already tied to the subject.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 import phonenumbers
 
-__all__ = ["Needles", "e164", "extend", "hits", "is_match", "search_terms"]
+from integrations.matching import normal_phone
+
+__all__ = ["Needles", "extend", "hits", "is_match", "search_terms"]
 
 Json = dict[str, Any]
 
@@ -26,17 +29,6 @@ class Needles:
     names: set[str] = field(default_factory=set)
 
 
-def e164(value: object) -> str | None:
-    """A phone as typed, in E.164 (region NO for national numbers), or None if it is not one."""
-    try:
-        number = phonenumbers.parse(str(value), "NO")
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def search_terms(wanted: Needles) -> list[str]:
     """Search queries: each e-mail, and each phone in E.164 and as national digits."""
     national = [str(phonenumbers.parse(phone).national_number) for phone in sorted(wanted.phones)]
@@ -48,7 +40,7 @@ def _values(user: Json, identities: list[Json]) -> tuple[set[str], set[str]]:
     emails = {str(i.get("value", "")).lower() for i in identities if i.get("type") == "email"}
     emails |= {str(user["email"]).lower()} if user.get("email") else set()
     typed = [str(i.get("value", "")) for i in identities if "phone" in str(i.get("type", ""))]
-    phones = {e164(v) for v in [*typed, user.get("phone")] if v}
+    phones = {normal_phone(str(v)) for v in [*typed, user.get("phone")] if v}
     return emails - {""}, {p for p in phones if p}
 
 
@@ -77,6 +69,6 @@ def hits(comment: Json, needles: Needles) -> list[str]:
             found.add(text[start : start + len(needle)])
             start = lower.find(needle, start + 1)
     for match in phonenumbers.PhoneNumberMatcher(text, "NO"):
-        if e164(match.raw_string) in needles.phones:
+        if normal_phone(match.raw_string) in needles.phones:
             found.add(match.raw_string)
     return sorted(found, key=len, reverse=True)

@@ -14,6 +14,8 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 
 import pytest  # noqa: E402
+
+pytest.register_assert_rewrite("tests.vendor_helpers")
 from cryptography.fernet import Fernet  # noqa: E402
 
 from dsar.ledger import Ledger  # noqa: E402

@@ -9,38 +9,31 @@ import pytest
 from pydantic import SecretStr
 
 from emulators.hubspot import HubSpotState, create_app
-from emulators.server import RunningServer, serve_in_thread
+from emulators.server import RunningServer
 from integrations.base import Subject, System
-from integrations.errors import AuthError, IntegrationError, MalformedResponse, PermanentError, RetryableError
+from integrations.errors import AuthError, MalformedResponse, PermanentError, RetryableError
 from integrations.http import HttpPolicy
 from integrations.hubspot import HubSpotConfig, HubSpotCRM, from_config
+from tests import vendor_helpers
+from tests.vendor_helpers import assert_clean, run_emulator
+
+url, waits = vendor_helpers.url, vendor_helpers.waits  # the shared fixtures
 
 EMAIL = "kari.nordmann@example.no"
 PHONE = "+4791234567"
 TOKEN = "pat-na1-test-token"
+PERSONAL = (EMAIL, PHONE)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[RunningServer, HubSpotState]]:
-    state = HubSpotState(token=TOKEN, page_size=2)
-    with serve_in_thread(create_app(state)) as running:
-        yield running, state
+    yield from run_emulator(HubSpotState(token=TOKEN, page_size=2), create_app)
 
 
 @pytest.fixture
 def state(server: tuple[RunningServer, HubSpotState]) -> HubSpotState:
     server[1].reset()
     return server[1]
-
-
-@pytest.fixture
-def url(server: tuple[RunningServer, HubSpotState]) -> str:
-    return server[0].url
-
-
-@pytest.fixture
-def waits() -> list[float]:
-    return []
 
 
 @pytest.fixture
@@ -147,7 +140,7 @@ def test_wrong_token_is_auth_error(url: str, state: HubSpotState) -> None:
     crm.close()
     assert info.value.status_code == 401
     assert state.request_count == 1
-    _assert_clean(info.value)
+    assert_clean(info.value, PERSONAL)
 
 
 def test_rate_limit_honours_retry_after(
@@ -178,7 +171,7 @@ def test_server_error_forever_gives_up_after_max_attempts(
     assert state.request_count == HttpPolicy().max_attempts
     assert len(waits) == HttpPolicy().max_attempts - 1
     assert info.value.status_code == 500
-    _assert_clean(info.value)
+    assert_clean(info.value, PERSONAL)
 
 
 def test_malformed_body_is_malformed_response(crm: HubSpotCRM, state: HubSpotState) -> None:
@@ -186,7 +179,7 @@ def test_malformed_body_is_malformed_response(crm: HubSpotCRM, state: HubSpotSta
     state.set_faults({"malformed_next": 1})
     with pytest.raises(MalformedResponse) as info:
         crm.export(Subject(email=EMAIL))
-    _assert_clean(info.value)
+    assert_clean(info.value, PERSONAL)
 
 
 def test_dangling_association_fails_export_loudly(crm: HubSpotCRM, state: HubSpotState) -> None:
@@ -195,7 +188,7 @@ def test_dangling_association_fails_export_loudly(crm: HubSpotCRM, state: HubSpo
     with pytest.raises(PermanentError) as info:
         crm.export(Subject(email=EMAIL))
     assert info.value.status_code == 207
-    _assert_clean(info.value)
+    assert_clean(info.value, PERSONAL)
 
 
 def test_from_config(url: str, state: HubSpotState) -> None:
@@ -305,11 +298,3 @@ def test_emulator_admin_seed(url: str, state: HubSpotState) -> None:
         "deals": 0,
     }
     assert httpx.post(f"{url}/__emulator/faults", json={"nonsense": 1}).status_code == 400
-
-
-def _assert_clean(exc: IntegrationError) -> None:
-    """No personal data or URL in what an error says."""
-    for text in (str(exc), exc.summary()):
-        assert EMAIL not in text
-        assert PHONE not in text
-        assert "http" not in text

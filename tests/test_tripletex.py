@@ -10,75 +10,31 @@ from typing import Any
 
 import httpx
 import pytest
-from openapi_core import Config, OpenAPI
 from pydantic import SecretStr
 
 from emulators.internal_db import DEMO_SUBJECT, OTHER_PEOPLE
-from emulators.server import RunningServer, serve_in_thread
+from emulators.server import RunningServer
 from emulators.tripletex import TripletexState, create_app, seed_demo
 from integrations.base import Subject, System
-from integrations.errors import AuthError, IntegrationError, MalformedResponse, PermanentError, RetryableError
+from integrations.errors import AuthError, MalformedResponse, PermanentError, RetryableError
 from integrations.http import HttpPolicy
 from integrations.tripletex import Tripletex, TripletexConfig, from_config
-from tests import conformance
+from tests import vendor_helpers
+from tests.conformance import SpecCheckingTransport
+from tests.vendor_helpers import assert_clean, assert_no_personal_logs, run_emulator
+
+waits = vendor_helpers.waits  # the shared fixture
 
 EMAIL = DEMO_SUBJECT.email.lower()
 PHONE = DEMO_SUBJECT.phone
 KARI = Subject(email=EMAIL, phone=PHONE)
 ALL_OF_KARI = {"customer": 1, "contact": 1, "invoice": 3, "order": 3, "posting": 6}
 PERSONAL = (EMAIL, PHONE, "912 34 567", "Kari", "Nordmann")
-USED_PATHS = (
-    "/token/session/:create",
-    "/token/session/>whoAmI",
-    "/customer",
-    "/customer/{id}",
-    "/contact",
-    "/contact/{id}",
-    "/invoice",
-    "/order",
-    "/ledger/posting",
-)
-
-
-class TripletexSpecTransport(conformance.SpecCheckingTransport):
-    """The shared checker over the paths the client uses, with two defects of the stored spec repaired.
-
-    Tripletex's file gives integer defaults as strings (``"default": "0"``), which the spec validator
-    rejects, and names request bodies ``application/json; charset=utf-8`` while the checker compares
-    media types without parameters. The slice is not re-validated as a whole (seconds for a 1.9 MB
-    file); requests are still validated against it.
-    """
-
-    def _api(self, name: str) -> OpenAPI:
-        whole = conformance._spec(name)
-        spec = copy.deepcopy(whole | {"paths": {path: whole["paths"][path] for path in USED_PATHS}})
-        _repair(spec)
-        spec["servers"] = [{"url": self._base + "/v2"}]
-        return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
-
-
-def _repair(node: Any) -> None:
-    """Typed defaults and parameter-free media types, in place."""
-    if isinstance(node, list):
-        for item in node:
-            _repair(item)
-    if not isinstance(node, dict):
-        return
-    default, kind = node.get("default"), node.get("type")
-    if isinstance(default, str) and kind in ("integer", "number"):
-        node["default"] = (int if kind == "integer" else float)(default) if default else None
-    if isinstance(node.get("content"), dict):
-        for media in list(node["content"]):
-            node["content"].setdefault(media.split(";")[0], node["content"][media])
-    for value in list(node.values()):
-        _repair(value)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[RunningServer, TripletexState]]:
-    state = TripletexState(page_size=2)
-    with serve_in_thread(create_app(state)) as running:
-        yield running, state
+    yield from run_emulator(TripletexState(page_size=2), create_app)
 
 
 @pytest.fixture
@@ -94,11 +50,6 @@ def state(server: tuple[RunningServer, TripletexState]) -> TripletexState:
 @pytest.fixture
 def url(server: tuple[RunningServer, TripletexState]) -> str:
     return server[0].url + "/v2"
-
-
-@pytest.fixture
-def waits() -> list[float]:
-    return []
 
 
 def _client(url: str, state: TripletexState, waits: list[float], **kwargs: Any) -> Tripletex:
@@ -244,7 +195,7 @@ def test_server_error_forever_is_retryable(tt: Tripletex, state: TripletexState,
         tt.lookup(KARI)
     assert info.value.status_code == 500
     assert len(waits) == HttpPolicy().max_attempts - 1
-    _assert_clean(info.value)
+    assert_clean(info.value, PERSONAL)
 
 
 def test_slow_answer_is_retryable(url: str, state: TripletexState, waits: list[float]) -> None:
@@ -255,7 +206,7 @@ def test_slow_answer_is_retryable(url: str, state: TripletexState, waits: list[f
         client.lookup(KARI)
     client.close()
     assert len(waits) == 1
-    _assert_clean(info.value)
+    assert_clean(info.value, PERSONAL)
 
 
 def test_malformed_body(tt: Tripletex, state: TripletexState) -> None:
@@ -263,7 +214,7 @@ def test_malformed_body(tt: Tripletex, state: TripletexState) -> None:
     state.faults.update({"malformed_next": 1})
     with pytest.raises(MalformedResponse) as info:
         tt.export(KARI)
-    _assert_clean(info.value)
+    assert_clean(info.value, PERSONAL)
 
 
 def test_token_expired_mid_run_is_refreshed_once(tt: Tripletex, state: TripletexState) -> None:
@@ -284,7 +235,7 @@ def test_bad_credentials_are_auth_error(url: str, state: TripletexState, waits: 
     client.close()
     assert info.value.status_code == 403
     assert (state.session_creates, waits) == (0, [])
-    _assert_clean(info.value)
+    assert_clean(info.value, PERSONAL)
 
 
 def test_nothing_personal_in_logs(
@@ -293,15 +244,13 @@ def test_nothing_personal_in_logs(
     caplog.set_level(logging.DEBUG)
     state.faults.update({"rate_limit_next": 1, "server_error_next": 1})
     tt.erase(KARI)
-    assert caplog.records
-    for record in caplog.records:
-        assert not any(value in record.getMessage() for value in PERSONAL)
+    assert_no_personal_logs(caplog, PERSONAL)
 
 
 def test_conforms_to_the_official_spec(
     server: tuple[RunningServer, TripletexState], state: TripletexState
 ) -> None:
-    transport = TripletexSpecTransport(httpx.HTTPTransport(), server[0].url, "tripletex_openapi.json")
+    transport = SpecCheckingTransport(httpx.HTTPTransport(), server[0].url, "tripletex_openapi.json")
     client = _client(server[0].url + "/v2", state, [], transport=transport)
     client.check()
     client.lookup(Subject(email=EMAIL))
@@ -382,10 +331,3 @@ def test_emulator_delete_and_version_conflict(url: str, state: TripletexState) -
         gone = api.delete(f"/customer/{kari['id']}")
     assert (refused.status_code, refused.json()["code"]) == (422, 15000)
     assert (stale.status_code, deleted.status_code, gone.status_code) == (409, 204, 404)
-
-
-def _assert_clean(exc: IntegrationError) -> None:
-    """No personal data or URL in what an error says."""
-    for text in (str(exc), exc.summary()):
-        assert not any(value in text for value in PERSONAL)
-        assert "http" not in text

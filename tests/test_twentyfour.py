@@ -10,14 +10,18 @@ import pytest
 from pydantic import SecretStr
 
 from emulators.internal_db import DEMO_SUBJECT, OTHER_PEOPLE, Person
-from emulators.server import RunningServer, serve_in_thread
+from emulators.server import RunningServer
 from emulators.twentyfour import TwentyFourState, create_app, seed_demo
 from emulators.twentyfour_state import person_customer
 from integrations.base import Subject, System
-from integrations.errors import AuthError, IntegrationError, MalformedResponse, PermanentError, RetryableError
+from integrations.errors import AuthError, MalformedResponse, PermanentError, RetryableError
 from integrations.http import HttpPolicy
 from integrations.twentyfour import TwentyFourConfig, TwentyFourOffice, from_config
+from tests import vendor_helpers
 from tests.conformance import SpecCheckingTransport
+from tests.vendor_helpers import assert_clean, assert_no_personal_logs, run_emulator
+
+url, waits = vendor_helpers.url, vendor_helpers.waits  # the shared fixtures
 
 EMAIL = "kari.nordmann@example.no"  # stored as Kari.Nordmann@Example.no
 PHONE = "+4791234567"  # stored as "+47 912 34 567" and "912 34 567"
@@ -26,9 +30,7 @@ SECRETS = (EMAIL, PHONE, "Kari", "Nordmann", "912 34 567")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[RunningServer, TwentyFourState]]:
-    state = TwentyFourState(page_size=2)
-    with serve_in_thread(create_app(state)) as running:
-        yield running, state
+    yield from run_emulator(TwentyFourState(page_size=2), create_app)
 
 
 @pytest.fixture
@@ -38,16 +40,6 @@ def state(server: tuple[RunningServer, TwentyFourState]) -> TwentyFourState:
     state.retry_after_header, state.rate_limit_body, state.delete_refusal_status = True, None, 409
     seed_demo(state)
     return state
-
-
-@pytest.fixture
-def url(server: tuple[RunningServer, TwentyFourState]) -> str:
-    return server[0].url
-
-
-@pytest.fixture
-def waits() -> list[float]:
-    return []
 
 
 def _office(
@@ -267,7 +259,7 @@ def test_server_error_forever_gives_up(
         office.erase(Subject(email=EMAIL, phone=PHONE))
     assert info.value.status_code == 500
     assert state.faults.requests == HttpPolicy().max_attempts
-    _assert_clean(info.value)
+    assert_clean(info.value, SECRETS)
 
 
 def test_slow_answer_beyond_timeout_is_retryable(url: str, state: TwentyFourState) -> None:
@@ -276,14 +268,14 @@ def test_slow_answer_beyond_timeout_is_retryable(url: str, state: TwentyFourStat
     with pytest.raises(RetryableError) as info:
         office.lookup(Subject(email=EMAIL))
     office.close()
-    _assert_clean(info.value)
+    assert_clean(info.value, SECRETS)
 
 
 def test_malformed_body_is_malformed_response(office: TwentyFourOffice, state: TwentyFourState) -> None:
     state.faults.update({"malformed_next": 1})
     with pytest.raises(MalformedResponse) as info:
         office.export(Subject(email=EMAIL))
-    _assert_clean(info.value)
+    assert_clean(info.value, SECRETS)
 
 
 def test_token_refused_mid_run_is_fetched_again_once(
@@ -311,7 +303,7 @@ def test_bad_credentials_are_auth_error(url: str, state: TwentyFourState) -> Non
         office.lookup(Subject(email=EMAIL))
     office.close()
     assert info.value.status_code == 401
-    _assert_clean(info.value)
+    assert_clean(info.value, SECRETS)
 
 
 def test_nothing_personal_in_logs(
@@ -321,9 +313,7 @@ def test_nothing_personal_in_logs(
     state.faults.update({"rate_limit_next": 1, "server_error_next": 1, "retry_after_s": 0})
     office.export(Subject(email=EMAIL, phone=PHONE))
     office.erase(Subject(email=EMAIL, phone=PHONE))
-    assert caplog.records
-    for record in caplog.records:
-        assert not any(secret.lower() in record.getMessage().lower() for secret in SECRETS)
+    assert_no_personal_logs(caplog, SECRETS)
 
 
 # ---- conformance and configuration ---------------------------------------------------------------------
@@ -430,10 +420,3 @@ def test_person_customer_shape() -> None:
     assert shape["person"] == {"firstName": "Åse", "lastName": "Ødegård"}
     assert shape["address"]["billing"]["name"] == "Åse Ødegård"
     assert shape["email"] == {"contact": None, "billing": None}
-
-
-def _assert_clean(exc: IntegrationError) -> None:
-    """No personal data or URL in what an error says."""
-    for text in (str(exc), exc.summary()):
-        assert not any(secret.lower() in text.lower() for secret in SECRETS)
-        assert "http" not in text

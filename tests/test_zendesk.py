@@ -2,41 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from pydantic import SecretStr, ValidationError
 
-from emulators.server import RunningServer, serve_in_thread
+from emulators.server import RunningServer
 from emulators.zendesk import ZendeskState, create_app, seed_demo
 from emulators.zendesk_state import REDACTED
 from integrations.base import Subject, System
-from integrations.errors import AuthError, IntegrationError, MalformedResponse, PermanentError, RetryableError
+from integrations.errors import AuthError, MalformedResponse, PermanentError, RetryableError
 from integrations.http import HttpPolicy
 from integrations.zendesk import ZendeskConfig, ZendeskSupport, from_config
-from tests import conformance
+from tests import vendor_helpers
 from tests.conformance import SpecCheckingTransport
+from tests.vendor_helpers import assert_clean, assert_no_personal_logs, run_emulator
+
+url, waits = vendor_helpers.url, vendor_helpers.waits  # the shared fixtures
 
 EMAIL, PHONE, NAME = "Kari.Nordmann@Example.no", "+4791234567", "Kari Nordmann"
 KARI = Subject(email=EMAIL, phone=PHONE, name=NAME)
 PII = (EMAIL, EMAIL.lower(), PHONE, "912 34 567", "91234567", NAME)
 SPECS = ("zd_users.yml", "zd_search.yml", "zd_tickets.yml", "zd_comments.yml")
-STUBS: dict[str, dict[str, object]] = {"schemas": {"type": "object"}, "examples": {"value": None}}
 BOTH = {"user": 2, "identity": 4, "ticket": 4, "cc_ticket": 1, "comment": 9}
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[RunningServer, ZendeskState]]:
-    state = ZendeskState(page_size=2)
-    with serve_in_thread(create_app(state)) as running:
-        yield running, state
+    yield from run_emulator(ZendeskState(page_size=2), create_app)
 
 
 @pytest.fixture
@@ -47,16 +43,6 @@ def state(server: tuple[RunningServer, ZendeskState]) -> ZendeskState:
     state.delete_removes_requested_tickets = state.deletion_completes_immediately = True
     seed_demo(state)
     return state
-
-
-@pytest.fixture
-def url(server: tuple[RunningServer, ZendeskState]) -> str:
-    return server[0].url
-
-
-@pytest.fixture
-def waits() -> list[float]:
-    return []
 
 
 def _client(url: str, state: ZendeskState, waits: list[float], **kwargs: Any) -> ZendeskSupport:
@@ -184,7 +170,7 @@ def test_closed_cc_ticket_stops_erasure_before_deleting(zd: ZendeskSupport, stat
         zd.erase(KARI)
     assert "closed" in str(info.value)
     assert not state.deleted_users
-    _assert_clean(info.value)
+    assert_clean(info.value, PII)
 
 
 # ---- faults ---------------------------------------------------------------------------------------
@@ -212,7 +198,7 @@ def test_server_error_forever_is_retryable(
         zd.lookup(KARI)
     assert info.value.status_code == 500
     assert state.faults.requests == HttpPolicy().max_attempts
-    _assert_clean(info.value)
+    assert_clean(info.value, PII)
 
 
 def test_slow_answer_times_out(url: str, state: ZendeskState, waits: list[float]) -> None:
@@ -221,14 +207,14 @@ def test_slow_answer_times_out(url: str, state: ZendeskState, waits: list[float]
     with pytest.raises(RetryableError) as info:
         client.lookup(KARI)
     client.close()
-    _assert_clean(info.value)
+    assert_clean(info.value, PII)
 
 
 def test_malformed_body(zd: ZendeskSupport, state: ZendeskState) -> None:
     state.faults.update({"malformed_next": 1})
     with pytest.raises(MalformedResponse) as info:
         zd.export(KARI)
-    _assert_clean(info.value)
+    assert_clean(info.value, PII)
 
 
 @pytest.mark.parametrize("expire", ["store", "fault"])
@@ -253,7 +239,7 @@ def test_bad_credentials_are_auth_errors(url: str, state: ZendeskState, waits: l
         with pytest.raises(AuthError) as info:
             _client(url, state, waits, **kwargs).lookup(KARI)
         assert info.value.status_code == 401
-        _assert_clean(info.value)
+        assert_clean(info.value, PII)
     secret = {"agent_email": None, "client_id": state.client_id, "client_secret": "wrong"}
     with pytest.raises(AuthError):
         _client(url, state, waits, **secret).check()
@@ -271,62 +257,16 @@ def test_no_personal_data_in_logs(
     state.faults.update({"server_error_next": -1})
     with pytest.raises(RetryableError):
         zd.lookup(KARI)
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages
-    assert not [m for m in messages if any(p.lower() in m.lower() for p in PII)]
+    assert_no_personal_logs(caplog, PII)
 
 
 # ---- conformance and configuration ----------------------------------------------------------------
 
 
-def _repaired_specs(tmp_path: Path) -> list[str]:
-    """Copies of zd_*.yml with what they lost restored (SOURCES.md: "examples stripped").
-
-    The stored files refer to ``#/components/parameters/*``, ``schemas/*Object`` and ``examples/*``
-    they do not contain, so openapi-core cannot resolve any path. Parameters are rebuilt the way
-    Zendesk's OAS defines them (``UserId`` -> path ``user_id``, integer); other gaps become stubs.
-    """
-    out = []
-    for name in SPECS:
-        spec = yaml.safe_load((conformance.SPECS / name).read_text(encoding="utf-8"))
-        for template, item in spec["paths"].items():
-            _inline_parameters(template, item)
-        for kind, ref in sorted(set(re.findall(r'"#/components/(\w+)/(\w+)"', json.dumps(spec)))):
-            spec["components"].setdefault(kind, {}).setdefault(ref, STUBS.get(kind, {}))
-        out.append(tmp_path / name)
-        out[-1].write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return [str(p) for p in out]
-
-
-def _inline_parameters(template: str, item: dict[str, Any]) -> None:
-    """Replace parameter refs by what they stand for in ``template``; declare any ``{name}`` left over."""
-    wanted = set(re.findall(r"{(\w+)}", template))
-    for op in (item, *(v for v in item.values() if isinstance(v, dict))):
-        refs = op.get("parameters", [])
-        op["parameters"] = [
-            _parameter(p["$ref"].rsplit("/", 1)[1], wanted) if "$ref" in p else p for p in refs
-        ]
-    on_item = {p["name"] for p in item["parameters"] if p.get("in") == "path"}
-    for op in (v for v in item.values() if isinstance(v, dict)):
-        on_op = {p["name"] for p in op["parameters"] if p.get("in") == "path"}
-        op["parameters"] += [_parameter(n, {n}) for n in sorted(wanted - on_item - on_op)]
-
-
-def _parameter(ref: str, in_path: set[str]) -> dict[str, object]:
-    snake = ref if "_" in ref or ref.islower() else re.sub(r"(?<!^)(?=[A-Z])", "_", ref).lower()
-    if snake in in_path:
-        kind = "integer" if snake.endswith("_id") else "string"
-        return {"name": snake, "in": "path", "required": True, "schema": {"type": kind}}
-    return {"name": snake, "in": "query", "required": False, "schema": {"type": "string"}}
-
-
-def test_requests_conform_to_zendesk_openapi(
-    url: str, state: ZendeskState, waits: list[float], tmp_path: Path
-) -> None:
+def test_requests_conform_to_zendesk_openapi(url: str, state: ZendeskState, waits: list[float]) -> None:
     users = [_uid(state, EMAIL.lower()), _uid(state, "Kari (SMS)")]
     uncovered = ("/api/v2/deleted_users/", *(f"/api/v2/users/{uid}/tickets/" for uid in users))
-    specs = _repaired_specs(tmp_path)
-    transport = SpecCheckingTransport(httpx.HTTPTransport(), url, *specs, uncovered=uncovered)
+    transport = SpecCheckingTransport(httpx.HTTPTransport(), url, *SPECS, uncovered=uncovered)
     client = _client(url, state, waits, transport=transport)
     client.check()
     client.export(KARI)
@@ -387,10 +327,3 @@ def test_emulator_offset_and_cursor_paging(url: str, state: ZendeskState) -> Non
     ]
     assert offset["count"] == 3
     assert "meta" not in offset
-
-
-def _assert_clean(exc: IntegrationError) -> None:
-    """No personal data or URL in what an error says."""
-    for text in (str(exc), exc.summary()):
-        assert not any(p.lower() in text.lower() for p in PII)
-        assert "http" not in text
