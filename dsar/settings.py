@@ -57,6 +57,24 @@ class Settings(BaseSettings):
     operator_timeout_s: int = Field(default=7 * 24 * 3600, ge=10)  # how long a flow waits for an operator
     operator_poll_s: int = Field(default=10, ge=1)
 
+    # Intake from ticketing (dsar serve): Zendesk webhooks are signed; other systems send a bearer token.
+    intake_host: str = "127.0.0.1"
+    intake_port: int = Field(default=8787, ge=1, le=65535)
+    intake_zendesk_secret: SecretStr | None = None  # the webhook's signing secret
+    intake_bearer_token: SecretStr | None = None  # for the generic JSON intake
+    intake_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    intake_signature_tolerance_s: int = Field(default=300, ge=1)  # older signed timestamps are refused
+    ticketing_zendesk_url: str | None = None  # where to comment back on the ticket (request id, due date)
+    ticketing_zendesk_email: str | None = None
+    ticketing_zendesk_token: SecretStr | None = None
+
+    # Deadline watch: alerts to the privacy mailbox, each sent once.
+    alert_thresholds_days: list[int] = Field(default=[14, 7, 3, 1])
+    alert_language: Literal["nb", "en"] = "nb"
+    stuck_after_days: int = Field(
+        default=3, ge=1
+    )  # waiting for a subject or an operator this long is "stuck"
+
     # Concurrent steps per vendor kind, across all workers (Prefect global concurrency limits).
     vendor_concurrency: dict[str, int] = Field(
         default={"hubspot": 4, "zendesk": 4, "poweroffice": 2, "tripletex": 2, "24sevenoffice": 2}

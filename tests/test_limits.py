@@ -1,0 +1,49 @@
+"""Per-vendor rate limiting through Prefect's global concurrency limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from dsar.limits import ensure_vendor_limits, limit_name, vendor_slot
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
+
+
+def test_limits_are_created_and_corrected() -> None:
+    ensure_vendor_limits({"hubspot": 3, "tripletex": 1})
+    ensure_vendor_limits({"hubspot": 2})  # a changed setting is applied, not duplicated
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(limit_name("hubspot")).limit == 2
+        assert client.read_global_concurrency_limit_by_name(limit_name("tripletex")).limit == 1
+
+
+def test_a_limit_of_one_lets_one_step_talk_to_the_vendor_at_a_time() -> None:
+    ensure_vendor_limits({"zendesk": 1})
+    inside, most = 0, 0
+    lock = threading.Lock()
+
+    def step() -> None:
+        nonlocal inside, most
+        with vendor_slot("zendesk", {"zendesk": 1}, timeout_s=60):
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.3)
+            with lock:
+                inside -= 1
+
+    threads = [threading.Thread(target=step) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1
+
+
+def test_kinds_without_a_limit_are_not_throttled() -> None:
+    with vendor_slot("sql", {"zendesk": 1}, timeout_s=1):
+        pass  # no Prefect call at all: nothing to acquire
