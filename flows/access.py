@@ -7,6 +7,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from dsar import runtime
 from flows.operators import settle_with_operators
+from tasks.artifacts import publish_summary
 from tasks.common import with_retries
 from tasks.discovery import collect_system
 from tasks.documents import render_access_report
@@ -26,7 +27,9 @@ def access_request(request_id: str) -> str:
     systems = begin_request(request_id, "access")
     collect.map(unmapped(request_id), systems, return_state=True)  # outcomes live in the ledger
     settle_with_operators(request_id)
+    publish_summary(request_id)
     require_definite_answers(request_id, systems)
     report = render_access_report(request_id)
     complete_request(request_id, "answered")
+    publish_summary(request_id)
     return report

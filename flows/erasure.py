@@ -7,6 +7,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from dsar import runtime
 from flows.operators import settle_with_operators
+from tasks.artifacts import publish_summary
 from tasks.common import with_retries
 from tasks.discovery import look_up_system
 from tasks.documents import render_deletion_certificate
@@ -31,7 +32,9 @@ def erasure_request(request_id: str) -> str:
     with_retries(erase_system, settings).map(unmapped(request_id), systems, return_state=True)
     settle_with_operators(request_id)
     with_retries(verify_erasure, settings).map(unmapped(request_id), systems, return_state=True)
+    publish_summary(request_id)
     require_definite_answers(request_id, systems)
     certificate = render_deletion_certificate(request_id)
     complete_request(request_id, "certified")
+    publish_summary(request_id)
     return certificate

@@ -10,6 +10,7 @@ from pathlib import Path
 import pypdf
 import pytest
 import sqlalchemy as sa
+from prefect.artifacts import Artifact
 
 from dsar import intake
 from dsar.ledger import repository as repo
@@ -93,6 +94,10 @@ def test_access_request_reports_every_seeded_record(rt: Runtime) -> None:
             "deal": 1,
         }
         assert verify_chain(session, request_id).ok
+    summary = Artifact.get(f"{request_id}-summary")  # what the operator sees in the Prefect UI
+    assert summary is not None
+    assert "| hubspot-crm | hubspot | found | contact: 1, deal: 1, email: 2, note: 3 |" in str(summary.data)
+    assert "Nordmann" not in str(summary.data)
 
 
 def test_erasure_leaves_nothing_behind_and_certifies_it(rt: Runtime, stack: EmulatorStack) -> None:
