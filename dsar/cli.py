@@ -195,12 +195,12 @@ def demo(
 def serve(
     limit: Annotated[int, typer.Option(help="flow runs executed at the same time")] = 4,
 ) -> None:
-    """Serve the flows as deployments (needs a Prefect API: PREFECT_API_URL)."""
+    """Serve the flows as deployments (needs a Prefect API: PREFECT_API_URL) and the intake webhook."""
 
     def body() -> None:
-        _settings()
+        settings = _settings()
         from dsar.deployments import serve_all
 
-        serve_all(limit=limit)
+        serve_all(limit=limit, settings=settings)
 
     _guard(body)

@@ -1,23 +1,27 @@
-"""Turning what a requester gave us into a registered request (CLI now, webhooks later).
+"""Turning what a requester gave us into a registered request (the CLI and the intake endpoint).
 
 Validation happens before anything is written: a bad e-mail, phone, type or language
-leaves the ledger untouched.
+leaves the ledger untouched. :func:`register` refuses an identical open request (the CLI's
+exit 2); :func:`register_or_existing` answers it with the open one instead (webhooks are
+delivered more than once).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from dsar.calendar import OSLO
 from dsar.crypto import normalise_email, normalise_phone
 from dsar.errors import BadInput
 from dsar.ledger import Ledger
 from dsar.ledger import repository as repo
+from dsar.ledger.chain import append_event
 from dsar.ledger.models import RequestType
 from integrations.base import Subject
 
-__all__ = ["LANGUAGES", "IntakeError", "Registered", "build_subject", "register"]
+__all__ = ["LANGUAGES", "IntakeError", "Registered", "build_subject", "register", "register_or_existing"]
 
 LANGUAGES = ("nb", "en")
 
@@ -31,6 +35,8 @@ class Registered:
     request_id: str
     request_type: RequestType
     due_date: str
+    duplicate: bool = False  # True: an identical open request already had this id
+    ticket_ref: str | None = None  # the ticket the request was first registered from
 
 
 def build_subject(*, email: str | None, phone: str | None, name: str | None, region: str = "NO") -> Subject:
@@ -60,6 +66,56 @@ def register(
 ) -> Registered:
     """Validate and write one request; identical open requests are refused, not duplicated."""
     try:
+        return _register(ledger, request_type, subject, ticket_ref, language, received_at)
+    except repo.DuplicateRequest as exc:
+        raise IntakeError(str(exc)) from None
+
+
+def register_or_existing(
+    ledger: Ledger,
+    *,
+    request_type: str,
+    subject: Subject,
+    ticket_ref: str | None = None,
+    language: str = "nb",
+    received_at: datetime | None = None,
+) -> Registered:
+    """Like :func:`register`, but an identical open request is answered with itself (``duplicate``).
+
+    The repeat is noted on the open request's event chain (which ticket it came from).
+    """
+    try:
+        return _register(ledger, request_type, subject, ticket_ref, language, received_at)
+    except repo.DuplicateRequest as exc:
+        return _existing(ledger, exc.existing_id, ticket_ref)
+
+
+def _register(
+    ledger: Ledger,
+    request_type: str,
+    subject: Subject,
+    ticket_ref: str | None,
+    language: str,
+    received_at: datetime | None,
+) -> Registered:
+    """Check the values, then write the request; raises repo.DuplicateRequest for a repeat."""
+    kind, moment = _checked(request_type, language, received_at)
+    with ledger.session() as session:
+        request = repo.register_request(
+            session,
+            keys=ledger.keys,
+            request_type=kind,
+            subject=subject,
+            received_at=moment,
+            ticket_ref=ticket_ref,
+            language=language,
+        )
+        return Registered(request.id, kind, request.due_date.isoformat(), ticket_ref=ticket_ref)
+
+
+def _checked(request_type: str, language: str, received_at: datetime | None) -> tuple[RequestType, datetime]:
+    """The request type and the moment of receipt, or IntakeError."""
+    try:
         kind = RequestType(request_type)
     except ValueError:
         raise IntakeError(f"unknown request type {request_type!r}") from None
@@ -68,17 +124,16 @@ def register(
     moment = received_at or datetime.now(OSLO)
     if moment.tzinfo is None:
         raise IntakeError("received-at must carry a time zone")
-    try:
-        with ledger.session() as session:
-            request = repo.register_request(
-                session,
-                keys=ledger.keys,
-                request_type=kind,
-                subject=subject,
-                received_at=moment,
-                ticket_ref=ticket_ref,
-                language=language,
-            )
-            return Registered(request.id, kind, request.due_date.isoformat())
-    except repo.DuplicateRequest as exc:
-        raise IntakeError(str(exc)) from None
+    return kind, moment
+
+
+def _existing(ledger: Ledger, request_id: str, ticket_ref: str | None) -> Registered:
+    """The open request a repeat matched, with the repeat noted on its chain."""
+    with ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        due = repo.effective_due_date(request, datetime.now(OSLO).date())
+        data: dict[str, Any] = {"ticket": ticket_ref}
+        append_event(session, request_id=request_id, kind="request.repeated", data=data)
+        return Registered(
+            request.id, request.type, due.isoformat(), duplicate=True, ticket_ref=request.ticket_ref
+        )

@@ -234,6 +234,36 @@ async def redact(request: Request, state: ZendeskState) -> Response:
     return _not_found() if comment is None else JSONResponse({"comment": comment})
 
 
+async def update_ticket(request: Request, state: ZendeskState) -> Response:
+    """``PUT /api/v2/tickets/{ticket_id}`` with ``{"ticket": {"comment": {"body", "public"}}}``.
+
+    Only the comment is applied (other ticket fields are accepted and ignored); a PUT without a
+    comment body is refused with 422 here, where Zendesk would update the other fields.
+    """
+    try:
+        comment = (await request.json())["ticket"].get("comment")
+        body, public = _comment_fields(comment)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return _error(400, "InvalidValue", "ticket is required")
+    if body is None:
+        return _error(422, "RecordInvalid", "comment body is required")
+    ticket = state.comment_on(int(request.path_params["ticket_id"]), body, public=public)
+    if ticket is None:
+        return _not_found()
+    audit = {"ticket_id": ticket["id"], "author_id": state.agent_id, "events": [{"type": "Comment"}]}
+    return JSONResponse({"ticket": ticket, "audit": audit})
+
+
+def _comment_fields(comment: Any) -> tuple[str | None, bool]:
+    """(body, public) of an Update Ticket comment; TypeError for a comment of the wrong shape."""
+    if comment is None:
+        return None, True
+    body, public = comment.get("body"), comment.get("public", True)
+    if not isinstance(body, str | None) or not isinstance(public, bool):
+        raise TypeError("comment body must be text and public a boolean")
+    return (body or None), public
+
+
 async def delete_user(request: Request, state: ZendeskState) -> Response:
     """``DELETE /api/v2/users/{user_id}``: soft delete, 200 with the user."""
     user = state.soft_delete(_uid(request))
@@ -278,6 +308,7 @@ ENDPOINTS: list[tuple[str, str, Handler]] = [
     ("DELETE", "/api/v2/deleted_users/{user_id:int}", delete_deleted_user),
     ("GET", "/api/v2/tickets/{ticket_id:int}/comments", comments),
     ("PUT", "/api/v2/tickets/{ticket_id:int}/comments/{comment_id:int}/redact", redact),
+    ("PUT", "/api/v2/tickets/{ticket_id:int}", update_ticket),
     ("DELETE", "/api/v2/tickets/{ticket_id:int}", delete_ticket),
 ]
 

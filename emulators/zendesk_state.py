@@ -183,6 +183,16 @@ class ZendeskState:
                 ticket["description"] = ticket["description"].replace(text, REDACTED * len(text))
             return dict(comment)
 
+    def comment_on(self, ticket_id: int, body: str, *, public: bool = True) -> Json | None:
+        """The Update Ticket call's comment, written by the API user; None if there is no such ticket."""
+        with self.lock:
+            ticket = self.tickets.get(ticket_id)
+            if ticket is None:
+                return None
+            self.add_comment(ticket_id, self.agent_id, body, public=public)
+            ticket["updated_at"] = _now()
+            return dict(ticket)
+
     def soft_delete(self, user_id: int) -> Json | None:
         """Move an active user to the deleted users (``active: false``); None if not active."""
         with self.lock:

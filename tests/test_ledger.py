@@ -148,3 +148,18 @@ def test_suspensions_extend_the_effective_due_date(ledger: Ledger) -> None:
         assert repo.effective_due_date(request, date(2025, 3, 1)) == date(
             2025, 3, 3
         )  # 28 Feb + 3 = 3 Mar (Mon)
+
+
+def test_migrations_go_down_and_up_again(ledger: Ledger) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from dsar.ledger.database import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with ledger.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+        command.upgrade(config, "head")
+    register(ledger)  # the schema works after the round trip

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "AlertSent",
     "Base",
     "Document",
     "Event",
@@ -222,3 +223,23 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AlertSent(Base):
+    """A deadline alert that was queued for the privacy mailbox; its key makes it go out once."""
+
+    __tablename__ = "alerts_sent"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("requests.id"), index=True)
+    sent_at: Mapped[datetime] = mapped_column()
+    message_id: Mapped[str] = mapped_column(String(200))
+
+
+# What the deadline watch's scan (dsar.alerts) reads through: open requests by due date, systems
+# and suspensions in a waiting state.
+Index("ix_requests_status_due_date", Request.status, Request.due_date)
+Index("ix_system_results_status", SystemResult.status)
+Index("ix_suspensions_ended_on", Suspension.ended_on)

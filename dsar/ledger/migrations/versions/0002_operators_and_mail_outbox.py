@@ -73,8 +73,5 @@ def downgrade() -> None:
         batch_op.drop_column("operator_note")
         batch_op.drop_column("operator")
 
-    with op.batch_alter_table("outbox_mails", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_mails_status"))
-        batch_op.drop_index(batch_op.f("ix_outbox_mails_request_id"))
-
+    # Dropping the table drops its indexes; MariaDB refuses to drop an index a foreign key uses.
     op.drop_table("outbox_mails")

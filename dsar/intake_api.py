@@ -1,0 +1,254 @@
+"""The intake HTTP endpoint: tickets become registered requests (run by ``dsar serve``).
+
+Routes::
+
+    POST /intake/zendesk       a signed Zendesk webhook (body: ZendeskWebhook)
+    POST /intake/requests      any other ticketing system, ``Authorization: Bearer <token>``
+    GET  /intake/openapi.json  the OpenAPI 3.1 description of both (dsar.intake_schema)
+    GET  /intake/health        ``{"status": "ok"}``
+
+Answers: 201 registered and started; 202 registered but the flow could not be started (the
+failure is a ledger event, the reconciler starts it later); 200 ``duplicate: true`` with the id of
+an identical open request (nothing started twice). Refusals change nothing and say why in one
+line without personal data, ``{"error": "..."}``: 400 malformed JSON, 401 missing/invalid/stale
+signature or wrong token, 413 body over ``intake_max_body_bytes`` (counted while reading), 415
+not JSON, 422 schema or identifier invalid, 503 secret not configured or ledger unavailable.
+
+Zendesk signs every webhook: ``X-Zendesk-Webhook-Signature`` is
+``base64(HMAC-SHA256(secret, X-Zendesk-Webhook-Signature-Timestamp + raw body))``; timestamps more
+than ``intake_signature_tolerance_s`` away from now are refused, replays included. The webhook
+(Admin Center > Apps and integrations > Webhooks: POST, JSON, endpoint ``https://<host>/intake/zendesk``,
+its signing secret in ``DSAR_INTAKE_ZENDESK_SECRET``) is notified by a trigger on ticket creation
+with two drop-down fields whose option tags are ``access``/``erasure`` and ``nb``/``en``::
+
+    {
+      "ticket_id": "{{ticket.id}}",
+      "request_type": "{{ticket.ticket_field_<REQUEST_TYPE_FIELD_ID>}}",
+      "language": "{{ticket.ticket_field_<LANGUAGE_FIELD_ID>}}",
+      "requester": {
+        "email": "{{ticket.requester.email}}",
+        "phone": "{{ticket.requester.phone}}",
+        "name": "{{ticket.requester.name}}"
+      }
+    }
+
+Empty placeholders arrive as ``""`` and count as not given. After registering, an internal note
+with the request id and due date (``templates/mail/ticket_comment*``, no personal data) goes to the
+Zendesk ticket, after the answer is sent; a failure there is a ledger event, never an error answer.
+Logs carry request ids and error class names only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dsar import intake
+from dsar.documents import DocumentRenderer
+from dsar.intake_checks import (
+    Refused,
+    check_bearer,
+    check_json,
+    check_signature,
+    configured,
+    parse,
+    read_body,
+    signature_headers,
+)
+from dsar.intake_schema import Answer, GenericRequest, Requester, ZendeskWebhook, openapi_document
+from dsar.ledger import Ledger
+from dsar.ledger.chain import append_event
+from dsar.settings import Settings
+
+__all__ = ["Commenter", "Starter", "create_intake_app"]
+
+log = logging.getLogger(__name__)
+
+Starter = Callable[[str, str], None]  # (request id, request type): start the request's flow
+Commenter = Callable[[str, str], None]  # (Zendesk ticket id, text): an internal note on the ticket
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Order:
+    """A validated payload, whichever route it came by."""
+
+    request_type: str
+    requester: Requester
+    language: str
+    ticket_ref: str
+    zendesk_ticket: str | None = None  # where to comment back
+
+
+def create_intake_app(
+    ledger: Ledger, settings: Settings, *, start: Starter, comment: Commenter | None
+) -> Starlette:
+    """The intake as a Starlette app; ``start`` and ``comment`` are injected (tests need no Prefect)."""
+    desk = _Intake(ledger, settings, start, comment)
+    routes = [
+        Route("/intake/zendesk", _guarded(desk.zendesk), methods=["POST"]),
+        Route("/intake/requests", _guarded(desk.generic), methods=["POST"]),
+        Route("/intake/openapi.json", _openapi, methods=["GET"]),
+        Route("/intake/health", _health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+class _Intake:
+    """The two POST routes and what they share: checks, registration, start, comment."""
+
+    def __init__(self, ledger: Ledger, settings: Settings, start: Starter, comment: Commenter | None) -> None:
+        self._ledger, self._settings = ledger, settings
+        self._start, self._comment = start, comment
+        self._lock = threading.Lock()  # one registration at a time: repeats see the first
+        self._renderer: DocumentRenderer | None = None
+
+    async def zendesk(self, request: Request) -> Response:
+        """``POST /intake/zendesk``: signature, then payload, then registration."""
+        secret = configured(self._settings.intake_zendesk_secret, "the Zendesk webhook secret")
+        stamp, signature = signature_headers(request, self._settings.intake_signature_tolerance_s)
+        body = await read_body(request, self._settings.intake_max_body_bytes)
+        check_signature(secret, stamp, body, signature)
+        hook = parse(ZendeskWebhook, request, body)
+        order = Order(
+            hook.request_type, hook.requester, hook.language, f"zendesk:{hook.ticket_id}", hook.ticket_id
+        )
+        return await run_in_threadpool(self._admit, order)
+
+    async def generic(self, request: Request) -> Response:
+        """``POST /intake/requests``: bearer token, then payload, then registration."""
+        token = configured(self._settings.intake_bearer_token, "the intake bearer token")
+        check_bearer(request, token)
+        check_json(request)
+        body = await read_body(request, self._settings.intake_max_body_bytes)
+        ask = parse(GenericRequest, request, body)
+        order = Order(ask.request_type, ask.requester, ask.language, f"{ask.source}:{ask.external_ref}")
+        return await run_in_threadpool(self._admit, order)
+
+    def _admit(self, order: Order) -> Response:
+        """Register (or find the open twin), start the flow, and answer; comment after answering."""
+        who = order.requester
+        try:
+            subject = intake.build_subject(
+                email=who.email, phone=who.phone, name=who.name, region=self._settings.default_phone_region
+            )
+            with self._lock:
+                done = intake.register_or_existing(
+                    self._ledger,
+                    request_type=order.request_type,
+                    subject=subject,
+                    ticket_ref=order.ticket_ref,
+                    language=order.language,
+                )
+        except intake.IntakeError as exc:
+            raise Refused(422, str(exc)) from None
+        status = 200 if done.duplicate else (201 if self._started(done) else 202)
+        log.info(
+            "intake: %s %s (HTTP %d)", done.request_id, "repeated" if done.duplicate else "registered", status
+        )
+        answer = Answer(request_id=done.request_id, due_date=done.due_date, duplicate=done.duplicate)
+        task = self._comment_task(order, done)
+        return JSONResponse(answer.model_dump(), status_code=status, background=task)
+
+    def _started(self, done: intake.Registered) -> bool:
+        """Start the flow; a failure is recorded on the request (the reconciler retries), not raised."""
+        try:
+            self._start(done.request_id, done.request_type.value)
+        except Exception as exc:  # any failure: the request is registered and must not be lost
+            log.warning("intake: starting %s failed (%s)", done.request_id, type(exc).__name__)
+            self._record(done.request_id, "flow.start_failed", {"error": type(exc).__name__, "via": "intake"})
+            return False
+        return True
+
+    def _comment_task(self, order: Order, done: intake.Registered) -> BackgroundTask | None:
+        """The internal note for the ticket: for a new request, or a repeat from another ticket."""
+        if self._comment is None or order.zendesk_ticket is None:
+            return None
+        if done.duplicate and done.ticket_ref == order.ticket_ref:
+            return None  # the same webhook again: its ticket has its note already
+        return BackgroundTask(self._comment_back, self._comment, order.zendesk_ticket, order, done)
+
+    def _comment_back(
+        self, comment: Commenter, ticket_id: str, order: Order, done: intake.Registered
+    ) -> None:
+        """Comment on the ticket; the outcome is a ledger event either way."""
+        data: dict[str, Any] = {"ticket": order.ticket_ref}
+        try:
+            comment(ticket_id, self._note(order.language, done))
+        except Exception as exc:  # the request stands; the missing note is on record for a human
+            log.warning("intake: comment for %s failed (%s)", done.request_id, type(exc).__name__)
+            self._record(done.request_id, "ticket.comment_failed", data | {"error": type(exc).__name__})
+            return
+        self._record(done.request_id, "ticket.commented", data)
+
+    def _note(self, language: str, done: intake.Registered) -> str:
+        """The note's text: request id and due date, no personal data."""
+        if self._renderer is None:
+            self._renderer = DocumentRenderer(self._settings.templates_dir)
+        title, body = self._renderer.render_mail(
+            "ticket_comment",
+            language,
+            reference=done.request_id,
+            request_type=done.request_type.value,
+            due=date.fromisoformat(done.due_date),
+            repeated=done.duplicate,
+        )
+        return f"{title}\n\n{body}"
+
+    def _record(self, request_id: str, kind: str, data: dict[str, Any]) -> None:
+        with self._ledger.session() as session:
+            append_event(session, request_id=request_id, kind=kind, data=data)
+
+
+# ---- edges -----------------------------------------------------------------------------------------
+
+
+def _guarded(handler: Endpoint) -> Endpoint:
+    """Turn refusals and failures into one-line JSON answers, with nothing personal logged."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Refused as exc:
+            return _error(exc.status, exc.reason)
+        except ClientDisconnect:
+            return _error(400, "the request body was cut off")
+        except SQLAlchemyError as exc:
+            log.error("intake: the ledger failed (%s)", type(exc).__name__)
+            return _error(503, "the ledger is unavailable; try again later")
+        except Exception as exc:  # the last line: a 500 without a traceback that could hold data
+            log.error("intake: unexpected failure (%s)", type(exc).__name__)
+            return _error(500, "internal error")
+
+    return endpoint
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405, as JSON."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
