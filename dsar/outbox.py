@@ -8,9 +8,9 @@ it. Recipient, subject and body are stored encrypted: they may name the data sub
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 
 from dsar.ledger import Ledger
 from dsar.ledger.chain import append_event
@@ -18,7 +18,9 @@ from dsar.ledger.models import MailStatus, OutboxMail
 from integrations.errors import IntegrationError
 from integrations.mail import Mail, Mailer
 
-__all__ = ["Delivery", "deliver", "enqueue"]
+__all__ = ["CLAIM_TIMEOUT", "Delivery", "deliver", "enqueue"]
+
+CLAIM_TIMEOUT = timedelta(minutes=10)  # a deliverer that died while sending; its mail is taken over
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,9 @@ def _unsent(ledger: Ledger, request_id: str | None) -> list[int]:
 
 
 def _deliver_one(ledger: Ledger, mailer: Mailer, mail_id: int) -> bool:
-    with ledger.session() as session:
-        row = session.get(OutboxMail, mail_id)
-        if row is None or row.status is MailStatus.SENT:
-            return True
-        content = ledger.keys.cipher.decrypt_json(row.recipient_ciphertext)
-        mail = Mail(
-            to=content["to"], subject=content["subject"], body=content["body"], message_id=row.message_id
-        )
+    mail = _claim(ledger, mail_id)
+    if mail is None:
+        return True  # sent already, or another deliverer is sending it right now
     try:
         mailer.send(mail)
         error = None
@@ -89,6 +86,25 @@ def _deliver_one(ledger: Ledger, mailer: Mailer, mail_id: int) -> bool:
         error = exc.summary()
     _record_attempt(ledger, mail_id, error)
     return error is None
+
+
+def _claim(ledger: Ledger, mail_id: int) -> Mail | None:
+    """Take the mail for this deliverer alone; a claim older than CLAIM_TIMEOUT was abandoned."""
+    now = datetime.now(UTC)
+    claimable = or_(
+        OutboxMail.status.in_([MailStatus.PENDING, MailStatus.FAILED]),
+        and_(OutboxMail.status == MailStatus.SENDING, OutboxMail.claimed_at < now - CLAIM_TIMEOUT),
+    )
+    with ledger.session() as session:
+        claim = update(OutboxMail).where(OutboxMail.id == mail_id, claimable)
+        if session.execute(claim.values(status=MailStatus.SENDING, claimed_at=now)).rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        row = session.get(OutboxMail, mail_id)
+        assert row is not None
+        content = ledger.keys.cipher.decrypt_json(row.recipient_ciphertext)
+        return Mail(
+            to=content["to"], subject=content["subject"], body=content["body"], message_id=row.message_id
+        )
 
 
 def _record_attempt(ledger: Ledger, mail_id: int, error: str | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -35,6 +36,7 @@ class Mailbox:
     def __init__(self, folder: Path | None = None) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse_next = 0
+        self.delay_s = 0.0  # a slow server, to let concurrent senders overlap
         self._folder = folder
         self._lock = threading.Lock()
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=_free_port())
@@ -44,6 +46,7 @@ class Mailbox:
         return int(self._controller.port)
 
     def receive(self, content: bytes, recipients: list[str]) -> str:
+        time.sleep(self.delay_s)
         with self._lock:
             if self.refuse_next:
                 self.refuse_next -= 1

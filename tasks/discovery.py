@@ -17,8 +17,8 @@ def collect_system(request_id: str, system: str) -> dict[str, int] | None:
     """Export what one system holds on the subject and keep it, encrypted, in the ledger."""
     rt = runtime.current()
     with system_row(rt, request_id, system) as (_, row):
-        if row.payload_ciphertext is not None:
-            return dict(row.counts)  # collected by an earlier run
+        if row.payload_ciphertext is not None or (row.operator and row.status.is_definite):
+            return dict(row.counts)  # collected, or answered by an operator, in an earlier run
     export = call_system(rt, request_id, system, "collect", lambda client, subject: client.export(subject))
     if export is None:
         return None  # an operator answers for this system

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from prefect import get_run_logger
 
 from dsar import runtime
 from dsar.ledger.chain import append_event
 from dsar.ledger.models import SystemStatus
+from dsar.runtime import Runtime
 from integrations.errors import RetryableError
 from tasks.common import StepFailed, step_failure
 from tasks.systems import call_system, record_failure, system_row, system_step
@@ -21,10 +23,13 @@ def erase_system(request_id: str, system: str) -> dict[str, int] | None:
     """Erase the subject from one system, once; systems that hold nothing are left alone."""
     rt = runtime.current()
     with system_row(rt, request_id, system) as (_, row):
-        if row.looked_up_at is None:
-            raise StepFailed(f"{system}: erasure before look-up", retryable=False)
-        if not row.counts or (row.erased_at is not None and row.status is not SystemStatus.FAILED):
+        planned = row.looked_up_at is not None
+        if planned and (
+            not row.counts or (row.erased_at is not None and row.status is not SystemStatus.FAILED)
+        ):
             return dict(row.erased_counts)  # nothing to erase, or done by an earlier run
+    if not planned:  # refused outside the row's transaction, which holds the ledger's write lock
+        _refuse(rt, request_id, system, "erase", "erasure before look-up")
     outcome = call_system(rt, request_id, system, "erase", lambda client, subject: client.erase(subject))
     if outcome is None:
         return None  # an operator answers for this system
@@ -48,8 +53,9 @@ def verify_erasure(request_id: str, system: str) -> bool:
             return True  # verified earlier, or the system never held anything
         if row.method == "manual" or row.status is SystemStatus.RETAINED:
             return True  # an operator answered for a system we cannot search
-        if row.erased_at is None:
-            raise StepFailed(f"{system}: verification before erasure", retryable=False)
+        erased = row.erased_at is not None
+    if not erased:  # refused outside the row's transaction, which holds the ledger's write lock
+        _refuse(rt, request_id, system, "verify", "verification before erasure")
     found = call_system(rt, request_id, system, "verify", lambda client, subject: client.lookup(subject))
     if found is None:
         return False  # cannot be re-checked by a program: an operator answers
@@ -61,3 +67,10 @@ def verify_erasure(request_id: str, system: str) -> bool:
         row.status, row.verified_at, row.error = SystemStatus.ERASED, datetime.now(UTC), None
         append_event(session, request_id=request_id, kind="system.verified", data={"system": system})
     return True
+
+
+def _refuse(rt: Runtime, request_id: str, system: str, step: str, why: str) -> NoReturn:
+    """Record and raise a step that must not run yet (its row says failed, with the reason)."""
+    failure = StepFailed(f"{system}: {why}", retryable=False)
+    record_failure(rt, request_id, system, step, failure)
+    raise failure

@@ -135,12 +135,15 @@ def _apply(row: SystemResult, step: str, outcome: str, records: int, now: dateti
         row.method, row.erased_at = "manual", now  # attested by the operator, not re-checked by us
         row.erased_counts = dict(row.counts) if outcome == "erased" else {}
         row.retained_counts = dict(row.counts) if outcome == "retained" else {}
-        return
-    row.looked_up_at = now
-    if outcome == "found":
-        row.status, row.counts = (
-            (SystemStatus.MANUAL if step == "collect" else SystemStatus.FOUND),
-            {"manual": records},
-        )
+    elif step == "verify":  # an operator re-checked a system erased through its API
+        if outcome == "none":
+            row.status, row.verified_at = SystemStatus.ERASED, now
+        else:  # still there: the next run erases again
+            row.status, row.error = SystemStatus.FAILED, "the operator still found data after erasure"
     else:
-        row.status, row.counts = SystemStatus.NONE, {}
+        row.looked_up_at = now
+        found = outcome == "found"
+        row.counts = {"manual": records} if found else {}
+        row.status = (
+            (SystemStatus.MANUAL if step == "collect" else SystemStatus.FOUND) if found else SystemStatus.NONE
+        )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from dsar import runtime
 from dsar.ledger import repository as repo
-from dsar.ledger.models import RequestStatus, RequestType
+from dsar.ledger.models import RequestStatus, RequestType, SystemResult, SystemStatus
 from dsar.limits import ensure_vendor_limits
 
 __all__ = ["IncompleteRequest", "begin_request", "complete_request", "require_definite_answers"]
@@ -40,13 +42,28 @@ def begin_request(request_id: str, request_type: str) -> list[str]:
     return rt.system_names
 
 
+Stage = Literal["answered", "planned", "erased"]
+
+# What counts as a definite answer at each gate. An erasure is "planned" once every system
+# was looked up (a later erase failure must not block the re-run from erasing again), and
+# "erased" only when every system is erased, held nothing, or keeps data on a legal basis.
+_ANSWERED = {SystemStatus.FOUND, SystemStatus.NONE, SystemStatus.MANUAL}
+_ERASED = {SystemStatus.ERASED, SystemStatus.NONE, SystemStatus.RETAINED}
+
+
+def _settled(row: SystemResult, stage: Stage) -> bool:
+    if stage == "planned":
+        return row.looked_up_at is not None and row.status is not SystemStatus.AWAITING_OPERATOR
+    return row.status in (_ERASED if stage == "erased" else _ANSWERED)
+
+
 @task(cache_policy=NO_CACHE, persist_result=False)
-def require_definite_answers(request_id: str, systems: list[str]) -> None:
-    """Stop here unless every system gave a definite answer (no silent omission)."""
+def require_definite_answers(request_id: str, systems: list[str], stage: Stage = "answered") -> None:
+    """Stop here unless every system gave a definite answer for this stage (no silent omission)."""
     rt = runtime.current()
     with rt.ledger.session() as session:
         request = repo.get_request(session, request_id)
-        open_systems = [r.system for r in request.systems if r.system in systems and not r.status.is_definite]
+        open_systems = [r.system for r in request.systems if r.system in systems and not _settled(r, stage)]
         if open_systems:
             repo.set_status(
                 session,

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pypdf
 import pytest
 import sqlalchemy as sa
@@ -207,3 +208,41 @@ def test_a_finished_request_is_not_run_again(rt: Runtime) -> None:
         access_request(request_id)
     with pytest.raises(Exception, match="has type access, not erasure"):
         erasure_request(request_id)
+
+
+class BreakDeletes(httpx.BaseTransport):
+    """HubSpot answers 500 to GDPR deletes while ``broken``; everything else goes through."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.broken = True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.broken and request.url.path.endswith("/gdpr-delete"):
+            return httpx.Response(500, json={"status": "error", "message": "internal", "category": "ERROR"})
+        return self.inner.handle_request(request)
+
+
+def test_an_erasure_that_failed_half_way_is_not_certified_and_a_rerun_finishes_it(rt: Runtime) -> None:
+    breaker = BreakDeletes()
+    rt.transports = {"hubspot-crm": breaker}
+    request_id = submit(rt, "erasure")
+    with pytest.raises(Exception, match="no definite answer from hubspot-crm"):
+        erasure_request(request_id)
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        assert request.status is RequestStatus.INCOMPLETE  # not completed, not certified
+        assert {r.system: r.status for r in request.systems}["hubspot-crm"] is SystemStatus.FAILED
+        assert not session.query(repo.Document).filter_by(request_id=request_id).count()
+
+    breaker.broken = False
+    erasure_request(request_id)
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        assert request.status is RequestStatus.COMPLETED
+        assert all(r.status is SystemStatus.ERASED for r in request.systems)
+        erased = [
+            e.data["system"]
+            for e in session.query(Event).filter_by(request_id=request_id, kind="system.erased")
+        ]
+    assert sorted(erased) == ["app-db", "hubspot-crm"]  # app-db was erased once, in the first run

@@ -185,6 +185,7 @@ class Document(Base):
 
 class MailStatus(enum.StrEnum):
     PENDING = "pending"
+    SENDING = "sending"  # claimed by one deliverer; others leave it alone
     SENT = "sent"
     FAILED = "failed"
 
@@ -204,6 +205,7 @@ class OutboxMail(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column()
+    claimed_at: Mapped[datetime | None] = mapped_column()
 
 
 class Event(Base):
