@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -163,3 +164,22 @@ def test_migrations_go_down_and_up_again(ledger: Ledger) -> None:
         command.downgrade(config, "base")
         command.upgrade(config, "head")
     register(ledger)  # the schema works after the round trip
+
+
+def test_identical_requests_registered_at_the_same_moment_become_one(ledger: Ledger) -> None:
+    barrier = threading.Barrier(6)
+
+    def attempt(_: int) -> str:
+        barrier.wait()  # all check for a duplicate at the same moment, then insert
+        try:
+            return register(ledger)
+        except repo.DuplicateRequest as duplicate:
+            return f"duplicate of {duplicate.existing_id}"
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(attempt, range(6)))
+    winners = [o for o in outcomes if not o.startswith("duplicate")]
+    assert len(winners) == 1
+    assert outcomes.count(f"duplicate of {winners[0]}") == 5
+    with ledger.session() as session:
+        assert session.query(Request).count() == 1

@@ -35,6 +35,7 @@ __all__ = [
     "Document",
     "Event",
     "MailStatus",
+    "OpenRequestKey",
     "OutboxMail",
     "Request",
     "RequestStatus",
@@ -129,6 +130,20 @@ class Request(Base):
 
     def __repr__(self) -> str:
         return f"Request({self.id}, {self.type}, {self.status})"
+
+
+class OpenRequestKey(Base):
+    """Which open request holds a (type, identifier hash) pair: the database refuses a second one.
+
+    Checking for an identical open request and then inserting would let two intake processes
+    both register it; this table's primary key makes the second insert fail instead. Rows are
+    removed when their request completes or closes.
+    """
+
+    __tablename__ = "open_request_keys"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)  # "<type>:<email|phone>:<hash>"
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
 
 
 class Suspension(Base):

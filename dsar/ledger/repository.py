@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dsar.calendar import due_date, local_date
@@ -19,6 +20,7 @@ from dsar.crypto import Cipher, keyed_hash
 from dsar.ledger.chain import append_event
 from dsar.ledger.models import (
     Document,
+    OpenRequestKey,
     Request,
     RequestStatus,
     RequestType,
@@ -104,6 +106,7 @@ def register_request(
     )
     session.add(request)
     session.flush()
+    _hold_keys(session, request, email_hash, phone_hash)
     append_event(
         session,
         request_id=request.id,
@@ -129,6 +132,21 @@ def _open_duplicate(
     open_states = [s for s in RequestStatus if s.is_open]
     stmt = select(Request.id).where(Request.type == kind, Request.status.in_(open_states), or_(*matches))
     return session.scalars(stmt.limit(1)).first()
+
+
+def _hold_keys(session: Session, request: Request, email_hash: str | None, phone_hash: str | None) -> None:
+    """Claim the request's identifier keys; a concurrent identical request loses here."""
+    keys = [
+        f"{request.type.value}:{name}:{h}" for name, h in (("email", email_hash), ("phone", phone_hash)) if h
+    ]
+    try:
+        with session.begin_nested():
+            session.add_all(OpenRequestKey(key=key, request_id=request.id) for key in keys)
+    except IntegrityError:
+        holder = session.scalars(
+            select(OpenRequestKey.request_id).where(OpenRequestKey.key.in_(keys))
+        ).first()
+        raise DuplicateRequest(holder or "an open request") from None
 
 
 def get_request(session: Session, request_id: str) -> Request:
@@ -158,6 +176,7 @@ def set_status(
         request.checkpoint = checkpoint
     if status is RequestStatus.CLOSED or status is RequestStatus.COMPLETED:
         request.closed_at = datetime.now(UTC)
+        session.execute(delete(OpenRequestKey).where(OpenRequestKey.request_id == request.id))
     append_event(
         session,
         request_id=request.id,
