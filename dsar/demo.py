@@ -1,7 +1,8 @@
 """`dsar demo`: one access and one erasure request, end to end, against the emulators.
 
 Each run starts from a clean demo folder (its own ledger, product database and documents),
-so running it twice gives the same result.
+so running it twice gives the same result. With ``PREFECT_API_URL`` set, the demo uses that
+Prefect server; otherwise it starts an embedded one of its own.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def run_demo(var_dir: Path) -> DemoResult:
     for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "documents", "systems"):
         path = var_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    with emulator_stack(var_dir / "systems") as stack, embedded_prefect():
+    with emulator_stack(var_dir / "systems") as stack, demo_prefect():
         settings = Settings(
             var_dir=var_dir, systems_file=stack.systems_file, smtp_port=stack.mailbox.port, operator_poll_s=1
         )
@@ -46,6 +47,21 @@ def run_demo(var_dir: Path) -> DemoResult:
         table = _summary(runtime)
         runtime.close()
     return DemoResult(documents=documents, table=table)
+
+
+@contextmanager
+def demo_prefect() -> Iterator[None]:
+    """The Prefect server named by ``PREFECT_API_URL`` if the environment sets one, else an embedded one."""
+    if not os.environ.get("PREFECT_API_URL"):
+        with embedded_prefect():
+            yield
+        return
+    from prefect.logging.handlers import APILogWorker
+
+    try:
+        yield
+    finally:
+        APILogWorker.drain_all(timeout=5)  # deliver the last run logs before the process exits
 
 
 @contextmanager
