@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import mimetypes
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -234,34 +235,54 @@ async def redact(request: Request, state: ZendeskState) -> Response:
     return _not_found() if comment is None else JSONResponse({"comment": comment})
 
 
+async def upload(request: Request, state: ZendeskState) -> Response:
+    """``POST /api/v2/uploads?filename=`` with the file's raw bytes: 201 ``{"upload": {"token", ...}}``.
+
+    The attachment's ``content_type`` is guessed from the file name, as Zendesk does [GUESS].
+    """
+    filename = request.query_params.get("filename")
+    if not filename:
+        return _error(400, "InvalidValue", "filename is required")  # [GUESS]
+    content = await request.body()
+    guessed = mimetypes.guess_type(filename)[0]
+    content_type = guessed or request.headers.get("content-type", "application/binary")
+    return JSONResponse({"upload": state.upload(filename, content_type, content)}, status_code=201)
+
+
 async def update_ticket(request: Request, state: ZendeskState) -> Response:
-    """``PUT /api/v2/tickets/{ticket_id}`` with ``{"ticket": {"comment": {"body", "public"}}}``.
+    """``PUT /api/v2/tickets/{ticket_id}`` with ``{"ticket": {"comment": {"body", "public", "uploads"}}}``.
 
     Only the comment is applied (other ticket fields are accepted and ignored); a PUT without a
-    comment body is refused with 422 here, where Zendesk would update the other fields.
+    comment body is refused with 422 here, where Zendesk would update the other fields, and so is
+    an unknown upload token [GUESS].
     """
     try:
         comment = (await request.json())["ticket"].get("comment")
-        body, public = _comment_fields(comment)
+        body, public, uploads = _comment_fields(comment)
     except (ValueError, KeyError, TypeError, AttributeError):
         return _error(400, "InvalidValue", "ticket is required")
     if body is None:
         return _error(422, "RecordInvalid", "comment body is required")
-    ticket = state.comment_on(int(request.path_params["ticket_id"]), body, public=public)
+    try:
+        ticket = state.comment_on(int(request.path_params["ticket_id"]), body, public=public, uploads=uploads)
+    except KeyError:
+        return _error(422, "RecordInvalid", "upload token is invalid")
     if ticket is None:
         return _not_found()
     audit = {"ticket_id": ticket["id"], "author_id": state.agent_id, "events": [{"type": "Comment"}]}
     return JSONResponse({"ticket": ticket, "audit": audit})
 
 
-def _comment_fields(comment: Any) -> tuple[str | None, bool]:
-    """(body, public) of an Update Ticket comment; TypeError for a comment of the wrong shape."""
+def _comment_fields(comment: Any) -> tuple[str | None, bool, list[str]]:
+    """(body, public, upload tokens) of an Update Ticket comment; TypeError for the wrong shape."""
     if comment is None:
-        return None, True
-    body, public = comment.get("body"), comment.get("public", True)
+        return None, True, []
+    body, public, uploads = comment.get("body"), comment.get("public", True), comment.get("uploads", [])
     if not isinstance(body, str | None) or not isinstance(public, bool):
         raise TypeError("comment body must be text and public a boolean")
-    return (body or None), public
+    if not isinstance(uploads, list) or not all(isinstance(t, str) for t in uploads):
+        raise TypeError("uploads must be a list of tokens")
+    return (body or None), public, uploads
 
 
 async def delete_user(request: Request, state: ZendeskState) -> Response:
@@ -309,6 +330,7 @@ ENDPOINTS: list[tuple[str, str, Handler]] = [
     ("GET", "/api/v2/tickets/{ticket_id:int}/comments", comments),
     ("PUT", "/api/v2/tickets/{ticket_id:int}/comments/{comment_id:int}/redact", redact),
     ("PUT", "/api/v2/tickets/{ticket_id:int}", update_ticket),
+    ("POST", "/api/v2/uploads", upload),
     ("DELETE", "/api/v2/tickets/{ticket_id:int}", delete_ticket),
 ]
 

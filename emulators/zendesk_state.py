@@ -1,4 +1,5 @@
-"""The in-memory account behind the Zendesk emulator: users, identities, tickets, comments, deletions.
+"""The in-memory account behind the Zendesk emulator: users, identities, tickets, comments, uploads,
+deletions.
 
 Objects are kept as the JSON Zendesk sends (field names from zenpy's models, **[CLIENT]**), so the
 routes in :mod:`emulators.zendesk` only slice and wrap them. Behaviour the research could not
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +67,8 @@ class ZendeskState:
     deleted_tickets: dict[int, Json] = field(default_factory=dict)
     comments: dict[int, list[Json]] = field(default_factory=dict)
     compliance: dict[int, list[Json]] = field(default_factory=dict)
+    uploads: dict[str, list[Json]] = field(default_factory=dict)  # token -> attachments not yet used
+    files: dict[int, bytes] = field(default_factory=dict)  # attachment id -> the bytes uploaded
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(9_000_001), repr=False)
 
@@ -128,13 +133,21 @@ class ZendeskState:
                 self.add_comment(tid, author, body)
             return tid
 
-    def add_comment(self, ticket_id: int, author_id: int, body: str, *, public: bool = True) -> int:
-        """A comment on a ticket, as plain text."""
+    def add_comment(
+        self,
+        ticket_id: int,
+        author_id: int,
+        body: str,
+        *,
+        public: bool = True,
+        attachments: Sequence[Json] = (),
+    ) -> int:
+        """A comment on a ticket, as plain text, with attachments already uploaded (if any)."""
         with self.lock:
             cid = next(self._ids)
             comment = {"id": cid, "type": "Comment", "author_id": author_id, "body": body}
             comment |= {"html_body": f'<div class="zd-comment"><p>{body}</p></div>', "plain_body": body}
-            comment |= {"public": public, "attachments": [], "audit_id": next(self._ids)}
+            comment |= {"public": public, "attachments": list(attachments), "audit_id": next(self._ids)}
             comment |= {"via": {"channel": "web", "source": {"from": {}, "to": {}, "rel": None}}}
             comment |= {"metadata": {"system": {}, "custom": {}}, "created_at": _now()}
             self.comments[ticket_id].append(comment)
@@ -183,15 +196,41 @@ class ZendeskState:
                 ticket["description"] = ticket["description"].replace(text, REDACTED * len(text))
             return dict(comment)
 
-    def comment_on(self, ticket_id: int, body: str, *, public: bool = True) -> Json | None:
-        """The Update Ticket call's comment, written by the API user; None if there is no such ticket."""
+    def upload(self, filename: str, content_type: str, content: bytes) -> Json:
+        """``POST /api/v2/uploads``: keep the bytes as an attachment under a fresh token."""
+        with self.lock:
+            aid, token = next(self._ids), secrets.token_urlsafe(12)
+            url = f"https://{self.subdomain}.zendesk.com/attachments/token/{token}/?name={filename}"
+            attachment = {"id": aid, "url": f"{self.base}/attachments/{aid}.json", "file_name": filename}
+            attachment |= {"content_url": url, "mapped_content_url": url, "content_type": content_type}
+            attachment |= {"size": len(content), "inline": False, "deleted": False, "thumbnails": []}
+            self.files[aid] = content
+            self.uploads[token] = [attachment]
+            answer = {"token": token, "expires_at": _now(), "attachment": attachment}
+            return answer | {"attachments": [attachment]}
+
+    def comment_on(
+        self, ticket_id: int, body: str, *, public: bool = True, uploads: Sequence[str] = ()
+    ) -> Json | None:
+        """The Update Ticket call's comment, written by the API user; None if there is no such ticket.
+
+        ``uploads`` are tokens from :meth:`upload`, each used once; KeyError for one unknown [GUESS].
+        """
         with self.lock:
             ticket = self.tickets.get(ticket_id)
             if ticket is None:
                 return None
-            self.add_comment(ticket_id, self.agent_id, body, public=public)
+            if unknown := [t for t in uploads if t not in self.uploads]:
+                raise KeyError(f"{len(unknown)} unknown upload token(s)")
+            attachments = [a for token in uploads for a in self.uploads.pop(token)]
+            self.add_comment(ticket_id, self.agent_id, body, public=public, attachments=attachments)
             ticket["updated_at"] = _now()
             return dict(ticket)
+
+    def attachment(self, attachment_id: int) -> bytes:
+        """The bytes uploaded for an attachment (what its ``content_url`` would serve)."""
+        with self.lock:
+            return self.files[attachment_id]
 
     def soft_delete(self, user_id: int) -> Json | None:
         """Move an active user to the deleted users (``active: false``); None if not active."""
@@ -237,8 +276,9 @@ class ZendeskState:
         with self.lock:
             for store in (self.users, self.deleted_users, self.identities, self.tickets):
                 store.clear()
-            for other in (self.deleted_tickets, self.comments, self.compliance):
+            for other in (self.deleted_tickets, self.comments, self.compliance, self.uploads):
                 other.clear()
+            self.files.clear()
             fresh = Faults()
             for name in (f.name for f in fields(Faults) if not f.name.startswith("_")):
                 setattr(self.faults, name, getattr(fresh, name))

@@ -12,6 +12,7 @@ from tasks.common import with_retries
 from tasks.discovery import collect_system
 from tasks.documents import render_access_report
 from tasks.requests import begin_request, complete_request, require_definite_answers
+from tasks.ticketing import attach_report_to_ticket
 
 __all__ = ["access_request"]
 
@@ -30,6 +31,7 @@ def access_request(request_id: str) -> str:
     publish_summary(request_id)
     require_definite_answers(request_id, systems)
     report = render_access_report(request_id)
+    attach_report_to_ticket(request_id)
     complete_request(request_id, "answered")
     publish_summary(request_id)
     return report

@@ -167,11 +167,12 @@ class VendorHttp:
         expected: Collection[int] = (200,),
         retry: bool = True,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         """Send one request, retrying retryable failures; return a response with an expected status.
 
         ``headers`` add to or replace the client's headers for this request only (e.g. a JSON
-        Patch ``Content-Type``).
+        Patch ``Content-Type``); ``content`` is a raw body, sent instead of ``json``.
         """
         attempts = self.policy.max_attempts if retry else 1
         retrying = Retrying(
@@ -182,7 +183,7 @@ class VendorHttp:
             before_sleep=self._log_retry(method, attempts),
             reraise=True,
         )
-        return retrying(self._send_once, method, path, params, json, expected, headers)
+        return retrying(self._send_once, method, path, params, json, expected, headers, content)
 
     def get_json(
         self, path: str, *, params: Params | None = None, expected: Collection[int] = (200,)
@@ -234,10 +235,13 @@ class VendorHttp:
         json: Any,
         expected: Collection[int],
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         """One attempt: send, translate transport errors and unexpected statuses."""
         try:
-            response = self._client.request(method, path, params=_clean(params), json=json, headers=headers)
+            response = self._client.request(
+                method, path, params=_clean(params), json=json, content=content, headers=headers
+            )
         except httpx.TimeoutException as exc:
             raise RetryableError(self._message(method, None, "timed out"), system=self.system) from exc
         except httpx.TransportError as exc:

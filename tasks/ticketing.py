@@ -1,0 +1,113 @@
+"""Tasks that write back to the ticket a request arrived in: the access report, as an internal note."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from dsar import runtime
+from dsar.ledger import repository as repo
+from dsar.ledger.chain import append_event
+from dsar.ledger.models import Document, Event
+from dsar.runtime import Runtime
+from integrations.errors import ConfigurationError
+from integrations.ticketing import ZendeskTickets
+from tasks.common import step_failure
+from tasks.documents import ACCESS_REPORT
+
+__all__ = ["attach_report_to_ticket"]
+
+ZENDESK = "zendesk:"
+ATTACHED, FAILED = "ticket.report_attached", "ticket.attach_failed"
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def attach_report_to_ticket(request_id: str) -> bool:
+    """Attach the access report to the request's Zendesk ticket as an internal note, once; never fails."""
+    rt = runtime.current()
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        ticket_ref, language = request.ticket_ref or "", request.language
+        if not ticket_ref.startswith(ZENDESK) or not rt.settings.ticketing_zendesk_url:
+            return False
+        if _attached_before(session, request_id):
+            return True
+        report = _report(session, request_id)
+    data: dict[str, Any] = {"ticket": ticket_ref}
+    try:
+        filename, size = _attach(rt, ticket_ref.removeprefix(ZENDESK), report, request_id, language)
+    except Exception as exc:  # the request stands; the missing attachment is on record for a human
+        summary = _summary(exc)
+        get_run_logger().warning("%s: attaching the report to the ticket failed (%s)", request_id, summary)
+        _record(rt, request_id, FAILED, data | {"error": summary})
+        return False
+    get_run_logger().info("%s: access report attached to the ticket (%d bytes)", request_id, size)
+    _record(rt, request_id, ATTACHED, data | {"document": filename, "bytes": size})
+    return True
+
+
+def _attached_before(session: Session, request_id: str) -> bool:
+    """Whether a run before this one attached the report already."""
+    query = select(exists().where(Event.request_id == request_id, Event.kind == ATTACHED))
+    return bool(session.scalar(query))
+
+
+def _report(session: Session, request_id: str) -> tuple[str, str] | None:
+    """(path, sha256) of the request's newest access report, if it has one."""
+    query = (
+        select(Document.path, Document.sha256)
+        .where(Document.request_id == request_id, Document.kind == ACCESS_REPORT)
+        .order_by(Document.id.desc())
+    )
+    row = session.execute(query).first()
+    return (row.path, row.sha256) if row else None
+
+
+def _attach(
+    rt: Runtime, ticket_id: str, report: tuple[str, str] | None, request_id: str, language: str
+) -> tuple[str, int]:
+    """Upload the report with its note; returns (file name, size). Raises whatever went wrong."""
+    if report is None:
+        raise ConfigurationError("no access report rendered for this request")
+    path = Path(report[0])
+    content = path.read_bytes()
+    if hashlib.sha256(content).hexdigest() != report[1]:
+        raise ConfigurationError("the stored access report does not match its recorded digest")
+    title, body = rt.renderer.render_mail(
+        "report_attached", language, reference=request_id, filename=path.name
+    )
+    tickets = _tickets(rt)
+    try:
+        tickets.attach(ticket_id, path.name, content, f"{title}\n\n{body}")
+    finally:
+        tickets.close()
+    return path.name, len(content)
+
+
+def _tickets(rt: Runtime) -> ZendeskTickets:
+    """The Zendesk ticketing client from the settings (a test may inject its transport)."""
+    s = rt.settings
+    if not s.ticketing_zendesk_url or not s.ticketing_zendesk_email or s.ticketing_zendesk_token is None:
+        raise ConfigurationError("set DSAR_TICKETING_ZENDESK_EMAIL and _TOKEN with _URL")
+    token = s.ticketing_zendesk_token.get_secret_value()
+    transport = rt.transports.get(ZendeskTickets.system)
+    email = s.ticketing_zendesk_email
+    return ZendeskTickets(s.ticketing_zendesk_url, email, token, rt.http_policy, transport)
+
+
+def _summary(exc: Exception) -> str:
+    """A PII-free line: the integration's summary, this module's fixed reasons, else the class name."""
+    if isinstance(exc, ConfigurationError):
+        return f"{ZendeskTickets.system}: ConfigurationError: {exc}"
+    return str(step_failure(ZendeskTickets.system, exc))
+
+
+def _record(rt: Runtime, request_id: str, kind: str, data: dict[str, Any]) -> None:
+    with rt.ledger.session() as session:
+        append_event(session, request_id=request_id, kind=kind, data=data)
