@@ -18,23 +18,27 @@ from tasks.operators import open_questions, record_answer
 __all__ = ["ErasureAnswer", "SearchAnswer", "settle_with_operators"]
 
 
-class SearchAnswer(RunInput):
+class _Answer(RunInput):
+    operator: str = Field(min_length=2, description="Your name: you answer for this system")
+    note: str = Field(default="", description="What you checked or did, and where. No personal data.")
+    evidence: str = Field(
+        default="",
+        description="Where the file is kept (the processor's reply, an export): a case-folder path "
+        "or a link. The file itself stays out of Prefect.",
+    )
+
+
+class SearchAnswer(_Answer):
     """Did the system hold data on the person?"""
 
     outcome: Literal["found", "none"]
-    operator: str = Field(min_length=2, description="Your name: you answer for this system")
     records: int = Field(default=0, ge=0, description="About how many records, if found")
-    note: str = Field(default="", description="Where the data is or what you checked. No personal data.")
 
 
-class ErasureAnswer(RunInput):
+class ErasureAnswer(_Answer):
     """Was the person's data erased from the system?"""
 
     outcome: Literal["erased", "retained"]
-    operator: str = Field(min_length=2, description="Your name: you answer for this system")
-    note: str = Field(
-        default="", description="What was erased, or why and where data is kept. No personal data."
-    )
 
 
 def settle_with_operators(request_id: str) -> None:
@@ -49,4 +53,5 @@ def settle_with_operators(request_id: str) -> None:
             key=f"{step}-{system}",
         )
         records = answer.records if isinstance(answer, SearchAnswer) else 0
-        record_answer(request_id, system, step, answer.outcome, answer.operator, answer.note, records)
+        note = f"{answer.note} (file: {answer.evidence})" if answer.evidence else answer.note
+        record_answer(request_id, system, step, answer.outcome, answer.operator, note, records)

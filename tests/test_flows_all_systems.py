@@ -29,7 +29,12 @@ LINK = "privacy@linkmobility.example"
 
 def operator_answer(pause_key: str) -> dict[str, Any]:
     if pause_key.startswith("erase-"):
-        return {"outcome": "erased", "operator": "Ingrid Operatør", "note": "LINK confirmed by letter."}
+        return {
+            "outcome": "erased",
+            "operator": "Ingrid Operatør",
+            "note": "LINK confirmed by letter.",
+            "evidence": "saksmappe/link-svar.pdf",
+        }
     return {"outcome": "found", "operator": "Ingrid Operatør", "records": 2, "note": "LINK answered."}
 
 
@@ -91,6 +96,7 @@ def test_every_system_answers_and_the_processor_is_asked_once_per_request(
             assert all(row.status.is_definite for row in request.systems)
         link = {r.system: r for r in repo.get_request(session, erasure_id).systems}["link-mobility"]
         assert (link.status, link.operator) == (SystemStatus.ERASED, "Ingrid Operatør")
+        assert link.operator_note == "LINK confirmed by letter. (file: saksmappe/link-svar.pdf)"
 
     dump = "\n".join(sqlite3.connect(prefect_harness.split(":///", 1)[1]).iterdump()).lower()
     for value in (DEMO_SUBJECT.email.lower(), "91234567", "nordmann", "storgata 12"):
