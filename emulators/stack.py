@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,24 +67,16 @@ def _hubspot(stack: EmulatorStack) -> dict[str, Any]:
     return {"base_url": stack.serve(hubspot_app(state)), "token": HUBSPOT_TOKEN}
 
 
-def _app_db(stack: EmulatorStack) -> dict[str, Any]:
-    engine = stack.states["app-db"] = stack.database("app-db")
-    internal_db.create_schema(engine)
-    internal_db.seed_demo_rows(engine)
-    return {
-        "url": engine.url.render_as_string(hide_password=False),
-        "dataset": str(ROOT / "datasets/app_db.yaml"),
-    }
+def _sql(name: str, schema: ModuleType, dataset: str) -> Starter:
+    """A starter for an internal SQL system: a fresh SQLite file with its schema and demo rows."""
 
+    def start(stack: EmulatorStack) -> dict[str, Any]:
+        engine = stack.states[name] = stack.database(name)
+        schema.create_schema(engine)
+        schema.seed_demo_rows(engine)
+        return {"url": engine.url.render_as_string(hide_password=False), "dataset": str(ROOT / dataset)}
 
-def _sms_log(stack: EmulatorStack) -> dict[str, Any]:
-    engine = stack.states["sms-log"] = stack.database("sms-log")
-    sms_log.create_schema(engine)
-    sms_log.seed_demo_rows(engine)
-    return {
-        "url": engine.url.render_as_string(hide_password=False),
-        "dataset": str(ROOT / "datasets/sms_log.yaml"),
-    }
+    return start
 
 
 def _poweroffice(stack: EmulatorStack) -> dict[str, Any]:
@@ -138,8 +131,8 @@ def _as_configured(stack: EmulatorStack) -> dict[str, Any]:
 Starter = Callable[[EmulatorStack], dict[str, Any]]
 STARTERS: dict[str, Starter] = {
     "hubspot-crm": _hubspot,
-    "app-db": _app_db,
-    "sms-log": _sms_log,
+    "app-db": _sql("app-db", internal_db, "datasets/app_db.yaml"),
+    "sms-log": _sql("sms-log", sms_log, "datasets/sms_log.yaml"),
     "link-mobility": _as_configured,
     "poweroffice-go": _poweroffice,
     "twentyfour": _twentyfour,
