@@ -51,6 +51,11 @@ def start_deployment(request_id: str, request_type: str) -> None:
     dispatch.start(request_id, request_type, mode="deployment")
 
 
+def restart_deployment(request_id: str, request_type: str) -> None:
+    """Queue the run that continues a request once its subject confirmed their identity."""
+    dispatch.start(request_id, request_type, mode="deployment", occasion="identity-verified")
+
+
 def zendesk_commenter(settings: Settings) -> Commenter | None:
     """Internal notes on Zendesk tickets, if ``ticketing_zendesk_url`` is set."""
     if not settings.ticketing_zendesk_url:
@@ -76,7 +81,13 @@ def zendesk_commenter(settings: Settings) -> Commenter | None:
 
 def start_intake(settings: Settings, ledger: Ledger, *, timeout_s: float = 10.0) -> uvicorn.Server:
     """Run the intake app in a daemon thread; returns once it listens (ConfigurationError if it cannot)."""
-    app = create_intake_app(ledger, settings, start=start_deployment, comment=zendesk_commenter(settings))
+    app = create_intake_app(
+        ledger,
+        settings,
+        start=start_deployment,
+        comment=zendesk_commenter(settings),
+        restart=restart_deployment,
+    )
     config = uvicorn.Config(
         app, host=settings.intake_host, port=settings.intake_port, access_log=False, log_level="warning"
     )

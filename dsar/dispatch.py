@@ -20,31 +20,39 @@ __all__ = ["DEPLOYMENT", "FLOWS", "flow_for", "start"]
 DEPLOYMENT = "dsar"
 
 
-def _access() -> Flow[[str], str]:
+def _access() -> Flow[[str], str | None]:
     from flows.access import access_request
 
     return access_request
 
 
-def _erasure() -> Flow[[str], str]:
+def _erasure() -> Flow[[str], str | None]:
     from flows.erasure import erasure_request
 
     return erasure_request
 
 
-FLOWS: dict[str, Callable[[], Flow[[str], str]]] = {"access": _access, "erasure": _erasure}
+FLOWS: dict[str, Callable[[], Flow[[str], str | None]]] = {"access": _access, "erasure": _erasure}
 
 
-def flow_for(request_type: str) -> Flow[[str], str]:
+def flow_for(request_type: str) -> Flow[[str], str | None]:
     if request_type not in FLOWS:
         raise ValueError(f"no flow handles {request_type!r} requests yet")
     return FLOWS[request_type]()
 
 
 def start(
-    request_id: str, request_type: str, mode: Literal["auto", "inline", "deployment"] = "auto"
+    request_id: str,
+    request_type: str,
+    mode: Literal["auto", "inline", "deployment"] = "auto",
+    *,
+    occasion: str | None = None,
 ) -> str | None:
-    """Run (inline: returns the document path) or queue (deployment: returns None) the flow."""
+    """Run (inline: returns the document path) or queue (deployment: returns None) the flow.
+
+    A deployment run is keyed by the request id and ``occasion`` (e.g. "identity-verified"), so
+    each occasion starts at most one run however often it is asked for.
+    """
     flow = flow_for(request_type)
     if mode == "inline" or (mode == "auto" and not os.environ.get("PREFECT_API_URL")):
         return str(flow(request_id))
@@ -53,7 +61,7 @@ def start(
     run_deployment(
         f"{flow.name}/{DEPLOYMENT}",
         parameters={"request_id": request_id},
-        idempotency_key=f"dsar:{request_id}",
+        idempotency_key=f"dsar:{request_id}" + (f":{occasion}" if occasion else ""),
         timeout=0,
     )
     return None

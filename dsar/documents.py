@@ -161,6 +161,10 @@ class DocumentRenderer:
         subject = self._render(f"mail/{name}.subject.txt.j2", language, **context)
         return " ".join(subject.split()), self._render(f"mail/{name}.txt.j2", language, **context)
 
+    def render_page(self, template: str, language: str, **context: object) -> str:
+        """Render an HTML page that ``dsar serve`` shows a data subject (escaped, no PDF)."""
+        return self._render(template, language, **context)
+
     def to_pdf(self, html: str) -> bytes:
         """Lay out ``html`` as PDF; only files under the templates folder may be loaded."""
         base_url = self._dir.as_uri() + "/"

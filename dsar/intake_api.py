@@ -6,6 +6,7 @@ Routes::
     POST /intake/requests      any other ticketing system, ``Authorization: Bearer <token>``
     GET  /intake/openapi.json  the OpenAPI 3.1 description of both (dsar.intake_schema)
     GET  /intake/health        ``{"status": "ok"}``
+    GET  /identity/...         the data subject's identity pages (dsar.identity.web)
 
 Answers: 201 registered and started; 202 registered but the flow could not be started (the
 failure is a ledger event, the reconciler starts it later); 200 ``duplicate: true`` with the id of
@@ -58,6 +59,7 @@ from starlette.routing import Route
 
 from dsar import intake
 from dsar.documents import DocumentRenderer
+from dsar.identity.web import identity_routes
 from dsar.intake_checks import (
     Refused,
     check_bearer,
@@ -94,15 +96,25 @@ class Order:
 
 
 def create_intake_app(
-    ledger: Ledger, settings: Settings, *, start: Starter, comment: Commenter | None
+    ledger: Ledger,
+    settings: Settings,
+    *,
+    start: Starter,
+    comment: Commenter | None,
+    restart: Starter | None = None,
 ) -> Starlette:
-    """The intake as a Starlette app; ``start`` and ``comment`` are injected (tests need no Prefect)."""
+    """The intake as a Starlette app; ``start`` and ``comment`` are injected (tests need no Prefect).
+
+    It also serves the subject's identity pages (:mod:`dsar.identity.web`); ``restart`` continues
+    a request whose flow stopped waiting for the subject (default: ``start``).
+    """
     desk = _Intake(ledger, settings, start, comment)
     routes = [
         Route("/intake/zendesk", _guarded(desk.zendesk), methods=["POST"]),
         Route("/intake/requests", _guarded(desk.generic), methods=["POST"]),
         Route("/intake/openapi.json", _openapi, methods=["GET"]),
         Route("/intake/health", _health, methods=["GET"]),
+        *identity_routes(ledger, settings, restart=restart or start),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
 

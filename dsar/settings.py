@@ -20,7 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from integrations.mail import SmtpConfig
 
-__all__ = ["PROJECT_ROOT", "Settings"]
+__all__ = ["PROJECT_ROOT", "IdentityMethod", "Settings"]
+
+IdentityMethod = Literal["bankid", "email_code", "operator"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +77,31 @@ class Settings(BaseSettings):
         default=3, ge=1
     )  # waiting for a subject or an operator this long is "stuck"
 
+    # Identity verification (GDPR Art. 12(6)): the methods tried per request type, first usable wins.
+    # bankid needs the OIDC broker below; email_code needs an e-mail address on record; operator always works.
+    identity_methods: dict[str, list[IdentityMethod]] = Field(
+        default={
+            "access": ["bankid", "email_code", "operator"],
+            "erasure": ["bankid", "email_code", "operator"],
+            "portability": ["bankid", "email_code", "operator"],
+            "rectification": ["bankid", "email_code", "operator"],
+            "restriction": ["email_code", "operator"],
+            "objection": ["email_code", "operator"],
+        }
+    )
+    oidc_issuer: str | None = None  # BankID through an OIDC broker (Idura, Signicat) or ID-porten
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_min_loa: Literal["substantial", "high"] = "high"
+    public_url: str = "http://127.0.0.1:8787"  # where subjects reach `dsar serve` (links in mails)
+    identity_link_valid_days: int = Field(default=14, ge=1)  # a login link / code page stays usable
+    identity_code_valid_s: int = Field(default=30 * 60, ge=60)  # an e-mail code expires sooner
+    identity_code_attempts: int = Field(default=5, ge=1)
+    identity_wait_s: int = Field(default=15 * 60, ge=0)  # a flow waits this long, then stops until verified
+    identity_poll_s: float = Field(default=5.0, gt=0)
+    identity_reminder_days: int = Field(default=7, ge=1)  # one reminder after this many days
+    identity_close_after_days: int = Field(default=21, ge=2)  # then closed as "identity not confirmed"
+
     # Concurrent steps per vendor kind, across all workers (Prefect global concurrency limits).
     vendor_concurrency: dict[str, int] = Field(
         default={"hubspot": 4, "zendesk": 4, "poweroffice": 2, "tripletex": 2, "24sevenoffice": 2}
@@ -121,6 +148,10 @@ class Settings(BaseSettings):
             password=password,
             sender=self.controller_email,
         )
+
+    @property
+    def oidc_configured(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
 
     def secret(self, name: Literal["encryption_key", "hash_key"]) -> str:
         """The clear value of a key (filled by the validator)."""

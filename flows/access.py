@@ -6,6 +6,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dsar import runtime
+from flows.identity import confirm_identity
 from flows.operators import settle_with_operators
 from tasks.artifacts import publish_summary
 from tasks.common import with_retries
@@ -22,10 +23,12 @@ __all__ = ["access_request"]
     flow_run_name="access-{request_id}",
     task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
 )
-def access_request(request_id: str) -> str:
+def access_request(request_id: str) -> str | None:
     """Answer an access request: every configured system, concurrently, then the report."""
     collect = with_retries(collect_system, runtime.current().settings)
     systems = begin_request(request_id, "access")
+    if not confirm_identity(request_id):
+        return None  # waiting for the subject; their answer starts the flow again
     collect.map(unmapped(request_id), systems, return_state=True)  # outcomes live in the ledger
     settle_with_operators(request_id)
     publish_summary(request_id)

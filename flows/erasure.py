@@ -6,6 +6,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dsar import runtime
+from flows.identity import confirm_identity
 from flows.operators import settle_with_operators
 from tasks.artifacts import publish_summary
 from tasks.common import with_retries
@@ -22,10 +23,12 @@ __all__ = ["erasure_request"]
     flow_run_name="erasure-{request_id}",
     task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
 )
-def erasure_request(request_id: str) -> str:
+def erasure_request(request_id: str) -> str | None:
     """Erase the subject from every configured system and certify it."""
     settings = runtime.current().settings
     systems = begin_request(request_id, "erasure")
+    if not confirm_identity(request_id):
+        return None  # waiting for the subject; their answer starts the flow again
     with_retries(look_up_system, settings).map(unmapped(request_id), systems, return_state=True)
     settle_with_operators(request_id)
     require_definite_answers(request_id, systems, "planned")

@@ -34,6 +34,8 @@ __all__ = [
     "Base",
     "Document",
     "Event",
+    "IdentityCheck",
+    "IdentityStatus",
     "MailStatus",
     "OpenRequestKey",
     "OutboxMail",
@@ -76,6 +78,7 @@ class RequestStatus(enum.StrEnum):
     RECEIVED = "received"
     IN_PROGRESS = "in_progress"
     AWAITING_OPERATOR = "awaiting_operator"
+    AWAITING_SUBJECT = "awaiting_subject"  # asked the subject to confirm their identity; clock suspended
     INCOMPLETE = "incomplete"  # a system gave no definite answer; needs attention
     COMPLETED = "completed"
     CLOSED = "closed"
@@ -156,6 +159,41 @@ class Suspension(Base):
     started_on: Mapped[date] = mapped_column(Date)
     ended_on: Mapped[date | None] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(String(200))
+
+
+class IdentityStatus(enum.StrEnum):
+    PENDING = "pending"  # sent to the subject, not answered yet
+    VERIFIED = "verified"
+    REJECTED = "rejected"  # an operator refused, or the proof did not match
+    EXPIRED = "expired"  # too late, too many attempts, or replaced by a newer challenge
+
+
+class IdentityCheck(Base):
+    """One attempt to confirm that the requester is the data subject (GDPR Art. 12(6)).
+
+    Secrets are kept only as keyed hashes (the link token, the e-mail code, the OIDC state);
+    what the login needs back from the callback (nonce, PKCE verifier) is encrypted.
+    """
+
+    __tablename__ = "identity_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    method: Mapped[str] = mapped_column(String(32))  # bankid | email_code | operator | prior
+    status: Mapped[IdentityStatus] = mapped_column(_enum(IdentityStatus), index=True)
+    link_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # the subject's personal link
+    code_hash: Mapped[str | None] = mapped_column(String(64))  # e-mail one-time code
+    state_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # OIDC state of the last login
+    login_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)  # nonce + PKCE verifier, encrypted
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+    reminded_at: Mapped[datetime | None] = mapped_column()
+    level: Mapped[str | None] = mapped_column(String(32))  # level of assurance reached (bankid)
+    matched_by: Mapped[str | None] = mapped_column(String(32))  # national_id | name_birthdate | name
+    reason: Mapped[str | None] = mapped_column(String(200))  # PII-free, why it failed
+    decided_by: Mapped[str | None] = mapped_column(String(200))  # the operator, for operator review
 
 
 class SystemResult(Base):
