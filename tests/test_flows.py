@@ -25,6 +25,7 @@ from flows.access import access_request
 from flows.erasure import erasure_request
 from tests.conftest import make_settings
 from tests.databases import make_database_url
+from tests.identity_helpers import confirm_identity
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
@@ -66,9 +67,8 @@ def rt(stack: EmulatorStack, ledger_url: str, tmp_path: Path) -> Iterator[Runtim
 
 def submit(rt: Runtime, request_type: str, language: str = "nb") -> str:
     subject = intake.build_subject(email=DEMO_SUBJECT.email, phone=DEMO_SUBJECT.phone, name=DEMO_SUBJECT.name)
-    return intake.register(
-        rt.ledger, request_type=request_type, subject=subject, language=language
-    ).request_id
+    registered = intake.register(rt.ledger, request_type=request_type, subject=subject, language=language)
+    return confirm_identity(rt.ledger, registered.request_id)
 
 
 def pdf_text(path: str) -> str:

@@ -22,6 +22,7 @@ from emulators.stack import STARTERS, EmulatorStack, emulator_stack
 from flows.access import access_request
 from flows.erasure import erasure_request
 from tests.conftest import make_settings
+from tests.identity_helpers import confirm_identity
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 LINK = "privacy@linkmobility.example"
@@ -65,6 +66,7 @@ def run(rt: Runtime, request_type: str) -> tuple[str, str]:
     request_id = intake.register(
         rt.ledger, request_type=request_type, subject=subject, language="en"
     ).request_id
+    confirm_identity(rt.ledger, request_id)
     flow = access_request if request_type == "access" else erasure_request
     path = flow(request_id)
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(path).pages)

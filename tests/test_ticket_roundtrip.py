@@ -26,6 +26,7 @@ from prefect import flow
 from sqlalchemy import select
 from starlette.exceptions import StarletteDeprecationWarning
 
+from dsar import runtime
 from dsar.deployments import zendesk_commenter
 from dsar.intake_api import create_intake_app
 from dsar.ledger import repository as repo
@@ -39,6 +40,7 @@ from flows.access import access_request
 from tasks.ticketing import attach_report_to_ticket
 from tests.conformance import SpecCheckingTransport
 from tests.conftest import make_settings
+from tests.identity_helpers import confirm_identity
 
 with warnings.catch_warnings():  # as in test_intake_api: Starlette's TestClient works with httpx
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -91,6 +93,7 @@ def spec_checked(url: str) -> SpecCheckingTransport:
 def run_inline(request_id: str, request_type: str) -> None:
     """The intake's starter, as a deployment's worker would run it (here, in the request)."""
     assert request_type == "access"
+    confirm_identity(runtime.current().ledger, request_id)  # checked in the ticket by an operator
     access_request(request_id)
 
 
