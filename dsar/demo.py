@@ -1,5 +1,8 @@
 """`dsar demo`: one access and one erasure request, end to end, against the emulators.
 
+The data subject confirms each request with BankID at the emulated broker (a stand-in follows
+the link mailed to them); a stand-in operator answers for the system without an API.
+
 Each run starts from a clean demo folder (its own ledger, product database and documents),
 so running it twice gives the same result. With ``PREFECT_API_URL`` set, the demo uses that
 Prefect server; otherwise it starts an embedded one of its own.
@@ -14,14 +17,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.table import Table
 
 from dsar import dispatch, intake
+from dsar.identity.bankid import CALLBACK_PATH
+from dsar.identity.web import create_identity_app
 from dsar.runtime import Runtime, using
 from dsar.settings import Settings
 from emulators.demo_data import DEMO_SUBJECT
+from emulators.oidc import OidcProviderState
+from emulators.oidc import create_app as oidc_app
 from emulators.operator import Operator
+from emulators.server import free_port, serve_in_thread
 from emulators.stack import emulator_stack
+from emulators.subject import DataSubject
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -37,12 +47,33 @@ def run_demo(var_dir: Path) -> DemoResult:
     for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "documents", "systems"):
         path = var_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    with emulator_stack(var_dir / "systems") as stack, demo_prefect():
+    with (
+        emulator_stack(var_dir / "systems") as stack,
+        serve_in_thread(oidc_app(broker := OidcProviderState(next_person="kari"))) as idp,
+        demo_prefect(),
+    ):
+        port = free_port()
+        broker.redirect_uris = [f"http://127.0.0.1:{port}{CALLBACK_PATH}"]
         settings = Settings(
-            var_dir=var_dir, systems_file=stack.systems_file, smtp_port=stack.mailbox.port, operator_poll_s=1
+            var_dir=var_dir,
+            systems_file=stack.systems_file,
+            smtp_port=stack.mailbox.port,
+            operator_poll_s=1,
+            oidc_issuer=idp.url,
+            oidc_client_id=broker.client_id,
+            oidc_client_secret=SecretStr(broker.client_secret),
+            public_url=f"http://127.0.0.1:{port}",
+            identity_poll_s=0.5,
         )
         runtime = Runtime.from_settings(settings)
-        with using(runtime), Operator(demo_operator_answer):
+        # The subject's side of `dsar serve`: the BankID link and the broker's callback.
+        pages = create_identity_app(runtime.ledger, settings, restart=_no_restart)
+        with (
+            using(runtime),
+            serve_in_thread(pages, port=port),
+            Operator(demo_operator_answer),
+            DataSubject(stack.mailbox, DEMO_SUBJECT.email),
+        ):
             documents = [Path(_run(runtime, kind)) for kind in ("access", "erasure")]
         table = _summary(runtime)
         runtime.close()
@@ -83,6 +114,10 @@ def embedded_prefect() -> Iterator[None]:
     finally:
         APILogWorker.drain_all(timeout=5)  # deliver the last run logs while the server still listens
         server.stop()
+
+
+def _no_restart(request_id: str, request_type: str) -> None:
+    """The demo's flows wait for the subject in-process, so an answer never needs to restart one."""
 
 
 def demo_operator_answer(pause_key: str) -> dict[str, object]:

@@ -138,7 +138,7 @@ class Person:
 def demo_persons() -> dict[str, Person]:
     """Kari Nordmann (the demo's data subject) and Ola Nordmann."""
     return {
-        "kari": Person("Kari", "Nordmann", date(1985, 4, 12)),
+        "kari": Person("Kari", "Nordmann", date(1985, 5, 17)),
         "ola": Person("Ola", "Nordmann", date(1979, 11, 3)),
     }
 
@@ -197,7 +197,7 @@ class OidcProviderState:
 
     client_id: str = "dsar-pipeline"
     client_secret: str = "emulator-secret"
-    redirect_uris: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8787/identity/callback"])
+    redirect_uris: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8787/identity/oidc/callback"])
     flavour: Flavour = "idura"
     issuer: str | None = None  # None: the base URL each request came to
     persons: dict[str, Person] = field(default_factory=demo_persons)

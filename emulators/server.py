@@ -15,7 +15,7 @@ from typing import Any, Self
 
 import uvicorn
 
-__all__ = ["RunningServer", "serve_in_thread"]
+__all__ = ["RunningServer", "free_port", "serve_in_thread"]
 
 
 class RunningServer:
@@ -90,6 +90,13 @@ def _wait_until_ready(
         time.sleep(0.01)
     running.stop()
     raise RuntimeError(f"emulator server on {running.url} did not start within {timeout_s}s")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free now (for a server whose URL must be known before it starts)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _accepts(url: str) -> bool:
