@@ -4,30 +4,24 @@ or in what the demo prints."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
-import httpx
 import phonenumbers
 import pytest
 
 from emulators.internal_db import DEMO_SUBJECT, OTHER_PEOPLE, Person
+from emulators.oidc import synthetic_fnr
+from tests.prefect_server import BIN, PrefectServer, prefect_env, running_prefect_server, stop
 
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(300)]
 
-BIN = Path(sys.executable).parent
-STARTUP_TIMEOUT_S = 120.0
 DEMO_TIMEOUT_S = 180.0
-DATE_OF_BIRTH = "1985-05-17"  # the emulated accounting system's private customers; no national id is seeded
+DATE_OF_BIRTH = "1985-05-17"  # the accounting emulators and the BankID broker hold it
 
 
 def identifiers(person: Person) -> set[str]:
@@ -39,94 +33,28 @@ def identifiers(person: Person) -> set[str]:
     return {value.lower() for value in values}
 
 
+# The national id the emulated BankID broker puts in Kari's id_token: it must end nowhere.
+NATIONAL_ID = synthetic_fnr(date.fromisoformat(DATE_OF_BIRTH))
 ALL_IDENTIFIERS = sorted(
-    set().union(*(identifiers(p) for p in (DEMO_SUBJECT, *OTHER_PEOPLE))) | {DATE_OF_BIRTH}
+    set().union(*(identifiers(p) for p in (DEMO_SUBJECT, *OTHER_PEOPLE))) | {DATE_OF_BIRTH, NATIONAL_ID}
 )
-
-
-@dataclass(frozen=True)
-class PrefectServer:
-    api_url: str
-    home: Path
-    log_file: Path
-    process: subprocess.Popen[bytes]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """End the process we started, and its own process group (uvicorn, services), politely first."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-
-
-def _prefect_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    return env | extra
 
 
 @pytest.fixture
 def prefect_server(tmp_path: Path) -> Iterator[PrefectServer]:
     """A real `prefect server start` on a free port, SQLite in its own PREFECT_HOME, logging at DEBUG."""
-    home = tmp_path / "prefect-home"
-    home.mkdir()
-    log_file = tmp_path / "prefect-server.log"
-    port = _free_port()
-    env = _prefect_env(
-        home,
+    with running_prefect_server(
+        tmp_path / "prefect-home",
+        tmp_path / "prefect-server.log",
         PREFECT_SERVER_UI_ENABLED="false",
         PREFECT_SERVER_LOGGING_LEVEL="DEBUG",
         PREFECT_LOGGING_LEVEL="DEBUG",
-    )
-    command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    api_url = f"http://127.0.0.1:{port}/api"
-    try:
-        _wait_healthy(api_url, process, log_file)
-        yield PrefectServer(api_url=api_url, home=home, log_file=log_file, process=process)
-    finally:
-        _stop(process)
-
-
-def _wait_healthy(api_url: str, process: subprocess.Popen[bytes], log_file: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"prefect server exited with {process.returncode}:\n{log_file.read_text(errors='replace')}"
-            )
-        try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"prefect server not healthy after {STARTUP_TIMEOUT_S:.0f} s")
+    ) as server:
+        yield server
 
 
 def _run_demo(server: PrefectServer, var_dir: Path) -> tuple[int, str, str]:
-    env = _prefect_env(server.home, PREFECT_API_URL=server.api_url)
+    env = prefect_env(server.home, PREFECT_API_URL=server.api_url)
     process = subprocess.Popen(
         [str(BIN / "dsar"), "demo", "--var-dir", str(var_dir)],
         env=env,
@@ -138,7 +66,7 @@ def _run_demo(server: PrefectServer, var_dir: Path) -> tuple[int, str, str]:
     try:
         out, err = process.communicate(timeout=DEMO_TIMEOUT_S)
     finally:
-        _stop(process)
+        stop(process)
     return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
@@ -159,7 +87,7 @@ def test_demo_leaves_no_personal_data_in_prefect(prefect_server: PrefectServer, 
     assert all(p.suffix == ".pdf" and p.is_file() for p in documents), out
     assert "dsar demo" in err  # the summary table, which holds ids, statuses and counts only
 
-    _stop(prefect_server.process)
+    stop(prefect_server.process)
     database = prefect_server.home / "prefect.db"
     with closing(sqlite3.connect(database)) as conn:
         dump = "\n".join(conn.iterdump())
