@@ -3,6 +3,8 @@
 Each alert (due soon, overdue, extension decision, stuck; see :mod:`dsar.alerts`) is mailed
 once and announced as a Prefect event ``dsar.deadline.<kind>`` on the resource
 ``dsar.request.<id>``, for automations. A digest of every open request follows once a day.
+First, subjects who never confirmed their identity get one reminder, and after
+``identity_close_after_days`` their request is closed with a letter (it can be reopened).
 Delivery comes last: if the SMTP server is down the mail stays queued and the next run sends it.
 """
 
@@ -17,6 +19,7 @@ from prefect.schedules import Cron
 
 from dsar.calendar import OSLO
 from tasks.alerts import deliver_mail, find_alerts, queue_alerts, queue_digest
+from tasks.identity import chase_identity
 
 __all__ = ["CRON", "DEPLOYMENT", "TIMEZONE", "deadline_watch", "scheduled_deployment"]
 
@@ -27,11 +30,20 @@ DEPLOYMENT, CRON, TIMEZONE = "daily", "0 7 * * *", "Europe/Oslo"  # prefect.yaml
 def deadline_watch(today: str | None = None) -> dict[str, int]:
     """Alert the privacy mailbox about deadlines (each alert once), add the daily digest, deliver."""
     day = date.fromisoformat(today) if today else datetime.now(OSLO).date()
+    identity = chase_identity(day)
     alerts = find_alerts(day)
     queued = queue_alerts(alerts)
     digest = queue_digest(day)
     sent, failed = deliver_mail()
-    return {"alerts": len(alerts), "queued": queued, "digest": int(digest), "sent": sent, "failed": failed}
+    return {
+        "alerts": len(alerts),
+        "queued": queued,
+        "digest": int(digest),
+        "sent": sent,
+        "failed": failed,
+        "identity_reminded": identity["reminded"],
+        "identity_closed": identity["closed"],
+    }
 
 
 def scheduled_deployment() -> RunnerDeployment:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -13,6 +15,7 @@ from dsar.settings import IdentityMethod
 
 __all__ = [
     "ask_subject",
+    "chase_identity",
     "choose_identity_method",
     "record_identity_review",
     "review_form_text",
@@ -73,7 +76,9 @@ def review_form_text(request_id: str) -> str:
 @task(cache_policy=NO_CACHE, persist_result=False)
 def record_identity_review(request_id: str, decision: str, operator: str, reason: str) -> str:
     rt = runtime.current()
-    outcome = service.record_review(rt, request_id, decision=decision, operator=operator, reason=reason)
+    outcome = service.record_review(
+        rt.ledger, request_id, decision=decision, operator=operator, reason=reason
+    )
     if outcome == "approve":
         with rt.ledger.session() as session:
             request = repo.get_request(session, request_id)
@@ -81,3 +86,12 @@ def record_identity_review(request_id: str, decision: str, operator: str, reason
                 session, request=request, status=RequestStatus.IN_PROGRESS, note="identity confirmed"
             )
     return outcome
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def chase_identity(today: date) -> dict[str, int]:
+    """Subjects who have not confirmed: one reminder, then the request is closed with a letter."""
+    chase = service.chase_unanswered(runtime.current(), today)
+    for request_id in chase.closed:
+        get_run_logger().info("request %s: closed, identity not confirmed", request_id)
+    return {"reminded": len(chase.reminded), "closed": len(chase.closed)}
