@@ -126,6 +126,40 @@ def submit(
 
 
 @app.command()
+def reopen(
+    request_id: Annotated[str, typer.Argument(help="a request closed because identity was not confirmed")],
+    no_start: Annotated[bool, typer.Option("--no-start", help="reopen only; start the flow later")] = False,
+) -> None:
+    """Reopen a request closed for want of identity (the subject came back) and start its flow."""
+
+    def body() -> None:
+        from dsar import dispatch
+        from dsar.ledger import repository as repo
+        from dsar.runtime import Runtime, install
+
+        settings = _settings()
+        runtime = Runtime.from_settings(settings)
+        install(runtime)
+        try:
+            with runtime.ledger.session() as session:
+                request = repo.reopen_request(
+                    session,
+                    request_id=request_id,
+                    today=datetime.now(OSLO).date(),
+                    note="reopened by an operator",
+                )
+                request_type = request.type.value
+        except (repo.UnknownRequest, repo.DuplicateRequest, ValueError) as exc:
+            raise BadInput(str(exc)) from None
+        typer.echo(request_id)
+        sys.stdout.flush()
+        if not no_start:
+            dispatch.start(request_id, request_type, settings.dispatch, occasion="reopened")
+
+    _guard(body)
+
+
+@app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Open requests with their state, deadline and days left."""
 

@@ -386,3 +386,28 @@ def test_the_policy_picks_a_method_the_request_can_use(sqlite_world: World) -> N
     assert service.method_for(world.rt, unnamed) == "email_code"  # BankID needs a name to compare
     assert service.method_for(world.rt, phone_only) == "operator"  # nothing can be mailed
     assert service.method_for(world.rt, phone_only, without_operator=True) == "operator"
+
+
+def test_a_closed_request_reopens_and_the_days_it_stood_closed_do_not_count(sqlite_world: World) -> None:
+    world = sqlite_world
+    request_id, _, _ = code_challenge(world)
+    start_waiting_days_ago(world, request_id, world.rt.settings.identity_close_after_days)
+    service.chase_unanswered(world.rt, date.today())
+    with world.rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        request.closed_at = datetime.now(UTC) - timedelta(days=30)  # the subject comes back a month later
+        before = repo.suspended_days(request, date.today())
+
+    with world.rt.ledger.session() as session:
+        request = repo.reopen_request(session, request_id=request_id, today=date.today(), note="test")
+        assert (request.status, request.checkpoint) == (RequestStatus.RECEIVED, "reopened")
+        assert repo.suspended_days(request, date.today()) == before + 30
+    with world.rt.ledger.session() as session, pytest.raises(ValueError, match="cannot|only"):
+        repo.reopen_request(session, request_id=request_id, today=date.today(), note="twice")
+    assert service.method_for(world.rt, request_id) == "email_code"  # asked again from the start
+
+
+def test_only_a_request_closed_for_want_of_identity_reopens(sqlite_world: World) -> None:
+    request_id = sqlite_world.register()
+    with sqlite_world.rt.ledger.session() as session, pytest.raises(ValueError, match="only a request"):
+        repo.reopen_request(session, request_id=request_id, today=date.today(), note="test")

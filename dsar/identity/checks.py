@@ -178,8 +178,7 @@ def open_suspension(session: Session, request: Request, today: date) -> None:
     """Stop the clock (once: an open suspension stays the one)."""
     if not any(s.ended_on is None for s in request.suspensions):
         suspension = Suspension(request_id=request.id, started_on=today, reason=IDENTITY_SUSPENSION)
-        session.add(suspension)
-        request.suspensions.append(suspension)
+        request.suspensions.append(suspension)  # cascades into the session
         append_event(session, request_id=request.id, kind="clock.suspended", data={"from": today.isoformat()})
 
 

@@ -27,6 +27,7 @@ from dsar.identity.checks import (
 from dsar.identity.email_code import new_code
 from dsar.identity.policy import choose_method
 from dsar.identity.subject_mail import SubjectLetter, send_challenge, send_letter
+from dsar.ledger import Ledger
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import append_event
 from dsar.ledger.models import IdentityCheck, IdentityStatus, Request, RequestStatus, Suspension
@@ -130,10 +131,16 @@ def wait_for_subject(rt: Runtime, request_id: str) -> bool:
     return False
 
 
-def record_review(rt: Runtime, request_id: str, *, decision: str, operator: str, reason: str) -> str:
-    """An operator's identity decision: approve, reject (the request is closed), or ask the subject."""
+def record_review(ledger: Ledger, request_id: str, *, decision: str, operator: str, reason: str) -> str:
+    """An operator's identity decision: approve, reject (the request is closed), or ask the subject.
+
+    Also how an operator records a verification done before the request was registered (a
+    customer logged in to the portal, a check in the ticket): ``decision="approve"``.
+    """
+    if decision not in ("approve", "reject", "ask_subject"):
+        raise ValueError(f"unknown identity decision {decision!r}")
     now = datetime.now(UTC)
-    with rt.ledger.session() as session:
+    with ledger.session() as session:
         request = repo.get_request(session, request_id)
         check = IdentityCheck(
             request_id=request_id,

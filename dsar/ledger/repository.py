@@ -17,13 +17,14 @@ from sqlalchemy.orm import Session
 
 from dsar.calendar import due_date, local_date
 from dsar.crypto import Cipher, keyed_hash
-from dsar.ledger.chain import append_event
+from dsar.ledger.chain import append_event, as_utc
 from dsar.ledger.models import (
     Document,
     OpenRequestKey,
     Request,
     RequestStatus,
     RequestType,
+    Suspension,
     SystemResult,
     SystemStatus,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "open_requests",
     "record_document",
     "register_request",
+    "reopen_request",
     "set_status",
     "suspended_days",
     "system_result",
@@ -147,6 +149,34 @@ def _hold_keys(session: Session, request: Request, email_hash: str | None, phone
             select(OpenRequestKey.request_id).where(OpenRequestKey.key.in_(keys))
         ).first()
         raise DuplicateRequest(holder or "an open request") from None
+
+
+REOPENABLE = ("identity_unconfirmed", "identity_rejected")
+
+
+def reopen_request(session: Session, *, request_id: str, today: date, note: str) -> Request:
+    """Open again a request closed for want of identity; the days it stood closed do not count.
+
+    Raises ValueError if it was closed otherwise, DuplicateRequest if an identical one is open.
+    """
+    request = get_request(session, request_id)
+    if request.status is not RequestStatus.CLOSED or request.checkpoint not in REOPENABLE:
+        raise ValueError(
+            f"{request_id} is {request.status.value} ({request.checkpoint}); "
+            "only a request closed for want of identity reopens"
+        )
+    _hold_keys(session, request, request.email_hash, request.phone_hash)
+    closed_on = local_date(as_utc(request.closed_at)) if request.closed_at else today
+    suspension = Suspension(
+        request_id=request.id,
+        started_on=closed_on,
+        ended_on=max(today, closed_on),
+        reason="closed: identity not confirmed, then reopened",
+    )
+    request.suspensions.append(suspension)  # cascades into the session
+    request.closed_at = None
+    set_status(session, request=request, status=RequestStatus.RECEIVED, checkpoint="reopened", note=note)
+    return request
 
 
 def get_request(session: Session, request_id: str) -> Request:
