@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything a fresh machine of this kind lacks, and nothing twice:
-# Debian's libraries for weasyprint, a virtualenv in .venv, and the project with its dev tools.
+# Debian's libraries for weasyprint, Debian's Chromium (tests/test_operator_ui.py drives it with
+# Playwright; `playwright install` would download a browser this offline machine cannot fetch),
+# a virtualenv in .venv, and the project with its dev tools.
 # prefect 3.9 asks for a certifi newer than the package registry has, so the install goes
 # through uv with constraints/overrides.txt (see README, "Installing").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core)
+apt_packages=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
