@@ -62,13 +62,13 @@ def review_form_text(request_id: str) -> str:
         [
             f"**Identity review for request `{request_id}`** ({kind}), ticket **{ticket}**.",
             "",
+            "Record your name and the reason. Do not type the person's data into this form.",
+            "",
             "Nothing can be sent to the requester by e-mail or BankID here. Check in the ticket that the "
             "requester is the data subject (GDPR Art. 12(6)); ask for no ID copies.",
             "",
             "*approve*: confirmed. *reject*: not the data subject; the request is closed. "
             "*ask_subject*: send the subject a link or code, if an address is on record.",
-            "",
-            "Record your name and the reason. Do not type the person's data into this form.",
         ]
     )
 

@@ -97,10 +97,16 @@ def _question(session: Session, request_id: str, row: SystemResult) -> tuple[str
     asked = next(e for e in session.scalars(stmt) if e.data.get("system") == row.system)
     step, instructions = asked.data["step"], asked.data["instructions"]
     mail = asked.data.get("processor_request")
-    lines = [f"**Request `{request_id}`**, system **{row.system}**, step **{step}**.", "", instructions]
+    # The warning comes first: the classic UI shows only the top of a long description.
+    lines = [
+        f"**Request `{request_id}`**, system **{row.system}**, step **{step}**.",
+        "",
+        "Record the outcome and your name. Do not type the person's data into this form.",
+        "",
+        instructions,
+    ]
     if mail:
         lines += ["", f"The processor was e-mailed (Message-ID `{mail}`); record its answer here."]
-    lines += ["", "Record the outcome and your name. Do not type the person's data into this form."]
     return step, "\n".join(lines)
 
 
