@@ -32,6 +32,16 @@ class Cipher:
     def decrypt_json(self, token: bytes) -> Any:
         return json.loads(self._fernet.decrypt(token))
 
+    def encrypt_bytes(self, value: bytes) -> bytes:
+        return self._fernet.encrypt(value)
+
+    def decrypt_bytes(self, token: bytes) -> bytes:
+        """Raises ValueError (InvalidToken) when the token was altered or made with another key."""
+        try:
+            return self._fernet.decrypt(token)
+        except InvalidToken:
+            raise ValueError("the encrypted data was altered or made with another key") from None
+
 
 def keyed_hash(key: str, value: str) -> str:
     """HMAC-SHA256 of an already-normalised identifier, hex encoded."""

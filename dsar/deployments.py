@@ -24,6 +24,7 @@ from dsar.intake_api import Commenter, create_intake_app
 from dsar.ledger import Ledger
 from dsar.settings import Settings
 from flows.deadlines import scheduled_deployment
+from flows.purge import scheduled_deployment as purge_deployment
 from integrations.errors import ConfigurationError
 from integrations.http import HttpPolicy
 from integrations.ticketing import ZendeskTickets
@@ -41,6 +42,7 @@ def serve_all(*, limit: int, settings: Settings | None = None) -> None:
         for kind in FLOWS
     ]
     deployments.append(scheduled_deployment())  # the daily deadline watch, on its schedule
+    deployments.append(purge_deployment())  # the nightly package purge
     if settings is not None:
         start_intake(settings, Ledger(settings))
     serve(*deployments, limit=limit)

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     systems_file: Path | None = None  # YAML list of configured systems
     templates_dir: Path = PROJECT_ROOT / "templates"
     documents_dir: Path | None = None  # default: <var_dir>/documents
+    documents_retention_days: int = Field(default=90, ge=1)  # after the request closed; then purged
     default_phone_region: str = "NO"
 
     # The controller named on every letter; the defaults are the demo's fictional company.
@@ -48,6 +49,13 @@ class Settings(BaseSettings):
     controller_address: str = "Storgata 1, 0155 Oslo"
     controller_email: str = "personvern@fjordlys.example"
     controller_dpo_email: str | None = "dpo@fjordlys.example"
+
+    # Signing the deletion certificate (PAdES, dsar/signing.py). Development with neither file set:
+    # a self-signed certificate is generated once into <var_dir>/signing/. Production: both required.
+    signing_key_file: Path | None = None  # PEM private key (RSA or EC), optionally encrypted
+    signing_cert_file: Path | None = None  # PEM certificate matching the key, optionally with its chain
+    signing_key_passphrase: SecretStr | None = None
+    signing_trust_file: Path | None = None  # extra PEM roots for verify-certificate (default: the cert file)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -42,9 +42,14 @@ def test_every_request_flow_has_exactly_one_deployment(monkeypatch: pytest.Monke
     assert names == sorted(FLOWS)
 
 
+def scheduled(entrypoint: str) -> dict[str, object]:
+    [deployment] = [d for d in scheduled_deployments() if d["entrypoint"] == entrypoint]
+    return deployment
+
+
 def test_the_deadline_watch_runs_every_morning_in_oslo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    [deployment] = scheduled_deployments()
+    deployment = scheduled("flows/deadlines.py:deadline_watch")
     flow: Flow[..., Any] = load_flow_from_entrypoint(str(deployment["entrypoint"]))
     from flows.deadlines import deadline_watch, scheduled_deployment
 
@@ -78,3 +83,28 @@ def test_deployment_matches_what_dispatch_starts(
 def test_flow_run_names_carry_the_request_id_only() -> None:
     for kind in FLOWS:
         assert flow_for(kind).flow_run_name == f"{kind}-{{request_id}}"
+
+
+def test_the_package_purge_runs_every_night_and_takes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    deployment = scheduled("flows/purge.py:purge_documents")
+    flow: Flow[..., Any] = load_flow_from_entrypoint(str(deployment["entrypoint"]))
+    from flows.purge import CRON, purge_documents, scheduled_deployment
+
+    assert (flow.name, source(flow.fn)) == (purge_documents.name, source(purge_documents.fn))
+    assert deployment["schedules"] == [{"cron": CRON, "timezone": "Europe/Oslo"}]
+    served = scheduled_deployment()
+    assert (served.name, served.concurrency_limit) == (deployment["name"], 1)
+    assert flow.parameters.properties == {}
+
+
+def test_every_scheduled_deployment_is_one_dsar_serve_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    from flows.deadlines import scheduled_deployment as watch
+    from flows.purge import scheduled_deployment as purge
+
+    served = {(d.flow_name, d.name) for d in (watch(), purge())}
+    declared = {
+        (load_flow_from_entrypoint(str(d["entrypoint"])).name, d["name"]) for d in scheduled_deployments()
+    }
+    assert served == declared

@@ -232,8 +232,9 @@ class Document(Base):
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     path: Mapped[str] = mapped_column(String(500))
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the clear bytes; the file is encrypted
     created_at: Mapped[datetime] = mapped_column()
+    purged_at: Mapped[datetime | None] = mapped_column()  # the retention period ended; file removed
 
 
 class MailStatus(enum.StrEnum):
