@@ -125,3 +125,37 @@ def test_submit_without_a_systems_file_is_bad_input_and_writes_nothing(env: dict
 def test_usage_errors_exit_2(env: dict[str, str]) -> None:
     assert dsar(env, "submit", "--email", "kari@example.no").returncode == 2  # --type is required
     assert dsar(env, "no-such-command").returncode == 2
+
+
+def test_extend_and_refuse_refuse_bad_input_with_exit_2(env: dict[str, str]) -> None:
+    submitted = dsar(env, "submit", "--type", "access", "--email", "kari@example.no", "--no-start")
+    request_id = submitted.stdout.strip()
+    unknown = dsar(env, "extend", "dsar-000000000000", "--reasons", "Eleven systems and many requests.")
+    assert unknown.returncode == 2
+    assert "no such request" in unknown.stderr
+    terse = dsar(env, "refuse", request_id, "--reasons", "no")
+    assert terse.returncode == 2
+    assert "reasons" in terse.stderr
+    assert "kari@example.no" not in terse.stderr + unknown.stderr
+
+
+def test_extend_stores_the_letter_and_status_shows_the_new_deadline(env: dict[str, str]) -> None:
+    request_id = dsar(
+        env, "submit", "--type", "access", "--email", "kari@example.no", "--no-start"
+    ).stdout.strip()
+    before = json.loads(dsar(env, "status", "--json").stdout)[0]
+    env = env | {"DSAR_SMTP_PORT": "9"}  # nobody listens: the mail stays queued, the letter is stored
+    reasons = ("--reasons", "Eleven systems and many requests this month.")
+    extended = dsar(env, "extend", request_id, *reasons)
+    assert extended.returncode == 0, extended.stderr
+    assert extended.stdout.strip().endswith(".pdf.enc")
+    assert Path(extended.stdout.strip()).exists()
+    after = json.loads(dsar(env, "status", "--json").stdout)[0]
+    assert after["extended"] is True
+    assert after["due"] > before["due"]
+    assert (
+        dsar(
+            env, "extend", request_id, "--reasons", "Eleven systems and many requests this month."
+        ).returncode
+        == 2
+    )
