@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -26,6 +27,7 @@ from integrations.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from dsar.ledger.models import Request
+    from dsar.runtime import Runtime
 
 __all__ = ["app"]
 
@@ -160,6 +162,94 @@ def reopen(
 
 
 @app.command()
+def extend(
+    request_id: Annotated[str, typer.Argument(help="the request to extend by two months")],
+    reasons: Annotated[str, typer.Option(help="why more time is needed, written for the subject")],
+) -> None:
+    """Extend the deadline (GDPR Art. 12(3)), within the first month; the subject gets the letter."""
+
+    def issue(rt: Runtime, today: date) -> str:
+        from dsar import letters
+
+        return letters.extend(rt, request_id, reasons=reasons, today=today)
+
+    _letter_command(issue)
+
+
+@app.command()
+def refuse(
+    request_id: Annotated[str, typer.Argument(help="the request to refuse")],
+    reasons: Annotated[str, typer.Option(help="the written justification, for the subject")],
+    partial: Annotated[bool, typer.Option("--partial", help="refuse in part; the answer goes on")] = False,
+) -> None:
+    """Refuse a request, or part of it (GDPR Art. 12(4)); the letter names the right to complain."""
+
+    def issue(rt: Runtime, today: date) -> str:
+        from dsar import letters
+
+        return letters.refuse(rt, request_id, reasons=reasons, partial=partial, today=today)
+
+    _letter_command(issue)
+
+
+@app.command("notify-controller")
+def notify_controller(
+    request_id: Annotated[str, typer.Argument(help="a request about data we process for a customer")],
+    customer: Annotated[str, typer.Option(help="the customer's name (the controller)")],
+    customer_email: Annotated[str, typer.Option(help="the customer's privacy contact")],
+) -> None:
+    """We are only the customer's processor: tell the customer (GDPR Art. 28(3)(e)) and record it."""
+
+    def issue(rt: Runtime, today: date) -> str:
+        from dsar import letters
+
+        return letters.notify_controller_customer(
+            rt, request_id, customer=customer, customer_email=customer_email, today=today
+        )
+
+    _letter_command(issue)
+
+
+def _letter_command(issue: Callable[[Runtime, date], str]) -> None:
+    """Run a letter command; prints the stored letter's path."""
+
+    def body() -> None:
+        from dsar.runtime import Runtime, install
+
+        runtime = Runtime.from_settings(_settings())
+        install(runtime)
+        typer.echo(issue(runtime, datetime.now(OSLO).date()))
+
+    _guard(body)
+
+
+@app.command()
+def documents(
+    request_id: Annotated[str, typer.Argument(help="the request whose documents to open")],
+    out: Annotated[Path, typer.Option(help="where to write the readable copies")] = Path("var/out"),
+) -> None:
+    """Decrypt a request's documents (report, export, certificate, letters); prints the copies' paths."""
+
+    def body() -> None:
+        from sqlalchemy import select
+
+        from dsar import document_store
+        from dsar.ledger import Ledger
+        from dsar.ledger.models import Document
+
+        ledger = Ledger(_settings())
+        with ledger.session() as session:
+            stmt = select(Document).where(Document.request_id == request_id, Document.purged_at.is_(None))
+            stored = list(session.scalars(stmt.order_by(Document.id)))
+            if not stored:
+                raise BadInput(f"no documents for {request_id} (unknown, not answered yet, or purged)")
+            for document in stored:
+                typer.echo(str(document_store.clear_copy(ledger, document, out / request_id)))
+
+    _guard(body)
+
+
+@app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Open requests with their state, deadline and days left."""
 
@@ -236,5 +326,40 @@ def serve(
         from dsar.deployments import serve_all
 
         serve_all(limit=limit, settings=settings)
+
+    _guard(body)
+
+
+@app.command("verify-certificate")
+def verify_certificate(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="a signed PDF, e.g. a deletion certificate")],
+) -> None:
+    """Check a document's signature: intact, who signed it and when, and whether the signer is trusted."""
+
+    def body() -> None:
+        from dsar.signing import load_trust_roots, verify_pdf  # pyHanko loads only for this command
+
+        try:
+            pdf = file.read_bytes()
+        except OSError as exc:
+            raise BadInput(f"cannot read the file ({type(exc).__name__})") from None
+        result = verify_pdf(pdf, trust_roots=load_trust_roots(_settings()))
+        if result.reason == "not_a_pdf":
+            raise BadInput("not a PDF file")
+        request = re.search(r"\bdsar-[0-9a-f]{12}\b", result.title or "")
+        lines = {
+            "intact": "yes" if result.intact else f"no ({result.reason})",
+            "signer": str(result.signer) if result.signer else "-",
+            "fingerprint": result.signer.fingerprint if result.signer else "-",
+            "signed at": result.signed_at.isoformat() if result.signed_at else "-",
+            "trusted": "yes" if result.trusted else "no",
+            "request": request.group(0) if request else "-",
+        }
+        for label, value in lines.items():
+            typer.echo(f"{label + ':':<13}{value}")
+        if not result.intact:
+            _fail(1, f"the signature does not hold: {result.reason}")
+        if not result.trusted:
+            _fail(1, "intact, but the signer is not a trusted signer (DSAR_SIGNING_CERT_FILE / _TRUST_FILE)")
 
     _guard(body)
