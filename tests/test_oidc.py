@@ -139,7 +139,7 @@ def _chain(exc: BaseException | None) -> Iterator[str]:
 def test_login_verifies_kari_at_high(client: OidcClient, url: str, state: OidcProviderState) -> None:
     identity = finish(client)
     assert identity.national_id == KARI.national_id
-    assert (identity.name, identity.birthdate) == ("Kari Nordmann", "1985-04-12")
+    assert (identity.name, identity.birthdate) == ("Kari Nordmann", "1985-05-17")
     assert identity.subject == "{" + str(KARI.uid) + "}"
     assert (identity.acr, identity.loa, identity.provider) == (
         "urn:grn:authn:no:bankid:high",
