@@ -257,7 +257,7 @@ def test_paused_request_shows_its_form_and_is_answered_in_the_browser(
             expect(page.get_by_text("Paused", exact=True).first).to_be_visible()
             page.get_by_role("button", name="Resume").click()
             # This UI fits the description into a small scroll box above the fields: at this window
-            # size the Message-ID and the warning are out of sight until the operator scrolls it.
+            # size only its top shows, so the form puts the no-personal-data warning there.
             assert_form(page, page.get_by_role("dialog"), "v1", seen=(request_line, warning))
             page.close()
 
