@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 __all__ = ["ensure_vendor_limits", "limit_name", "vendor_slot"]
 
@@ -31,8 +31,13 @@ def ensure_vendor_limits(limits: Mapping[str, int]) -> None:
             try:
                 existing = client.read_global_concurrency_limit_by_name(name)
             except ObjectNotFound:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=size))
-                continue
+                try:
+                    client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=size)
+                    )
+                    continue
+                except ObjectAlreadyExists:  # another request's first run created it meanwhile
+                    existing = client.read_global_concurrency_limit_by_name(name)
             if existing.limit != size:
                 client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=size))
 

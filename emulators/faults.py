@@ -3,7 +3,8 @@
 A vendor emulator wraps each of its vendor endpoints with :func:`vendor_endpoint`, giving the
 vendor's own answers for each fault (:class:`FaultAnswers`): a 429 with that vendor's body and
 ``Retry-After``, a 5xx, a garbage body, an expired-token 401. ``slow_next`` delays answers,
-so clients meet their own timeouts.
+so clients meet their own timeouts; ``latency_ms`` (0 by default) delays every vendor answer,
+as a real vendor's round trip does (benchmarks).
 
 Admin paths (never part of a vendor's API): ``POST /__emulator/faults`` (JSON of switches),
 ``POST /__emulator/reset``, ``GET /__emulator/state``.
@@ -39,6 +40,7 @@ class Faults:
     slow_next: int = 0
     slow_s: float = 2.0
     expire_token_next: int = 0
+    latency_ms: float = 0  # steady delay before every vendor answer, faulty or not
     requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -89,6 +91,8 @@ def vendor_endpoint(faults: Faults, answers: FaultAnswers, handler: Endpoint) ->
 
     async def endpoint(request: Request) -> Response:
         fault = faults.take()
+        if faults.latency_ms > 0:  # awaited, not slept: other requests proceed meanwhile
+            await asyncio.sleep(faults.latency_ms / 1000)
         if fault == "rate_limit_next":
             return answers.rate_limited(faults.retry_after_s)
         if fault == "server_error_next":

@@ -13,6 +13,7 @@ results, as HubSpot's eventually consistent search index does. Private admin pat
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import threading
@@ -55,6 +56,7 @@ class Faults:
     server_error_next: int = 0
     malformed_next: int = 0
     search_lag: bool = False
+    latency_ms: float = 0  # steady delay before every vendor answer (benchmarks)
 
 
 @dataclass
@@ -439,6 +441,8 @@ def _vendor(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         state: HubSpotState = request.app.state.hubspot
         fault = state.take_fault()
+        if state.faults.latency_ms > 0:  # awaited: other requests proceed meanwhile
+            await asyncio.sleep(state.faults.latency_ms / 1000)
         if fault is not None:
             return _fault_response(fault, state.faults.retry_after_s)
         if request.headers.get("authorization") != f"Bearer {state.token}":

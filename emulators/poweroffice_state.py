@@ -213,7 +213,9 @@ class PowerOfficeState:
             self.contact_persons.clear()
             self.invoices.clear()
             self.tokens = TokenStore(self.token_lifetime_s)
-        self.faults.update(dict.fromkeys(Faults.COUNTERS, 0) | {"retry_after_s": 1, "slow_s": 2.0})
+        self.faults.update(
+            dict.fromkeys(Faults.COUNTERS, 0) | {"retry_after_s": 1, "slow_s": 2.0, "latency_ms": 0}
+        )
         self.faults.requests = 0
 
 

@@ -57,7 +57,9 @@ class TripletexState:
         with self.lock:
             self.records = {kind: {} for kind in KINDS}
             self.tokens = TokenStore(self.session_lifetime_s)
-            self.faults.update({name: 0 for name in Faults.COUNTERS} | {"retry_after_s": 1, "slow_s": 2.0})
+            self.faults.update(
+                {name: 0 for name in Faults.COUNTERS} | {"retry_after_s": 1, "slow_s": 2.0, "latency_ms": 0}
+            )
             self.faults.requests = 0
             self.session_creates = 0
             self._ids = itertools.count(10001)

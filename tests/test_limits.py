@@ -47,3 +47,25 @@ def test_a_limit_of_one_lets_one_step_talk_to_the_vendor_at_a_time() -> None:
 def test_kinds_without_a_limit_are_not_throttled() -> None:
     with vendor_slot("sql", {"zendesk": 1}, timeout_s=1):
         pass  # no Prefect call at all: nothing to acquire
+
+
+def test_first_runs_racing_to_create_a_limit_all_succeed() -> None:
+    """Concurrent first requests on a fresh server: the losers of the create race read the winner's."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def first_run() -> None:
+        start.wait()
+        try:
+            ensure_vendor_limits({"racing-vendor": 2})
+        except BaseException as exc:  # the test reports it below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_run) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(limit_name("racing-vendor")).limit == 2
