@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator, Mapping
 import httpx
 
 from integrations.errors import AuthError, MalformedResponse, RetryableError
+from integrations.tls import tls_context
 
 __all__ = ["ClientCredentialsAuth", "TokenAuth"]
 
@@ -86,7 +87,11 @@ class ClientCredentialsAuth(TokenAuth):
         if not basic:  # client_secret_post; with basic=True client_secret_basic (RFC 6749 §2.3.1)
             self._form |= {"client_id": client_id, "client_secret": client_secret}
         self._client = httpx.Client(
-            transport=transport, timeout=timeout_s, headers=headers or {}, auth=credentials if basic else None
+            verify=tls_context(),
+            transport=transport,
+            timeout=timeout_s,
+            headers=headers or {},
+            auth=credentials if basic else None,
         )
         super().__init__(self._request_token)
 

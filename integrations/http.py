@@ -41,6 +41,7 @@ from integrations.errors import (
     RateLimited,
     RetryableError,
 )
+from integrations.tls import tls_context
 
 __all__ = ["DEFAULT_POLICY", "BearerAuth", "HttpPolicy", "Params", "VendorHttp", "parse_retry_after"]
 
@@ -151,6 +152,7 @@ class VendorHttp:
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
+            verify=tls_context(),
             headers={"Accept": "application/json", "User-Agent": "dsar-pipeline", **(headers or {})},
             timeout=policy.timeout_s,
             transport=transport,

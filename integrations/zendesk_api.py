@@ -19,6 +19,7 @@ import httpx
 from integrations.auth import TokenAuth
 from integrations.errors import AuthError, ConfigurationError, MalformedResponse, RetryableError
 from integrations.http import VendorHttp
+from integrations.tls import tls_context
 
 __all__ = ["PAGE", "ZendeskApi", "make_auth"]
 
@@ -76,7 +77,9 @@ class ClientCredentials(TokenAuth):
         timeout_s: float,
     ) -> None:
         self._system, self._body = system, body
-        self._client = httpx.Client(base_url=base_url, transport=transport, timeout=timeout_s)
+        self._client = httpx.Client(
+            base_url=base_url, transport=transport, timeout=timeout_s, verify=tls_context()
+        )
         super().__init__(self._request_token)
 
     def _request_token(self) -> tuple[str, float]:
