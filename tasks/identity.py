@@ -11,6 +11,7 @@ from dsar import runtime
 from dsar.identity import service
 from dsar.ledger import repository as repo
 from dsar.ledger.models import RequestStatus
+from dsar.runtime import Runtime
 from dsar.settings import IdentityMethod
 
 __all__ = [
@@ -43,11 +44,7 @@ def wait_for_subject(request_id: str) -> bool:
     rt = runtime.current()
     confirmed = service.wait_for_subject(rt, request_id)
     if confirmed:
-        with rt.ledger.session() as session:
-            request = repo.get_request(session, request_id)
-            repo.set_status(
-                session, request=request, status=RequestStatus.IN_PROGRESS, note="identity confirmed"
-            )
+        _resume(rt, request_id)
     return confirmed
 
 
@@ -80,11 +77,7 @@ def record_identity_review(request_id: str, decision: str, operator: str, reason
         rt.ledger, request_id, decision=decision, operator=operator, reason=reason
     )
     if outcome == "approve":
-        with rt.ledger.session() as session:
-            request = repo.get_request(session, request_id)
-            repo.set_status(
-                session, request=request, status=RequestStatus.IN_PROGRESS, note="identity confirmed"
-            )
+        _resume(rt, request_id)
     return outcome
 
 
@@ -95,3 +88,10 @@ def chase_identity(today: date) -> dict[str, int]:
     for request_id in chase.closed:
         get_run_logger().info("request %s: closed, identity not confirmed", request_id)
     return {"reminded": len(chase.reminded), "closed": len(chase.closed)}
+
+
+def _resume(rt: Runtime, request_id: str) -> None:
+    """The requester is confirmed: the request is in progress again."""
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        repo.set_status(session, request=request, status=RequestStatus.IN_PROGRESS, note="identity confirmed")

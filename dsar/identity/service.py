@@ -163,14 +163,7 @@ def record_review(ledger: Ledger, request_id: str, *, decision: str, operator: s
         elif decision == "reject":
             check.decided_by = operator
             mark_failed(session, check, reason="operator_rejected", now=now, final=True)
-            close_suspension(session, request, local_date(now))
-            repo.set_status(
-                session,
-                request=request,
-                status=RequestStatus.CLOSED,
-                checkpoint="identity_rejected",
-                note="identity not confirmed: rejected by an operator",
-            )
+            _close(session, request, local_date(now), "identity_rejected", "rejected by an operator")
         else:
             check.status, check.completed_at, check.decided_by = IdentityStatus.EXPIRED, now, operator
             check.reason = "more_information_needed"
@@ -231,14 +224,7 @@ def close_unconfirmed(rt: Runtime, request_id: str, today: date) -> None:
             )
         ):
             mark_failed(session, check, reason="no_answer", now=now, final=True)
-        close_suspension(session, request, today)
-        repo.set_status(
-            session,
-            request=request,
-            status=RequestStatus.CLOSED,
-            checkpoint="identity_unconfirmed",
-            note="identity not confirmed: no answer from the subject",
-        )
+        _close(session, request, today, "identity_unconfirmed", "no answer from the subject")
         subject = repo.load_subject(session, keys=rt.ledger.keys, request_id=request_id)
         language, last_check = request.language, max((c.id for c in _checks(session, request_id)), default=0)
     if subject.email:
@@ -253,3 +239,15 @@ def close_unconfirmed(rt: Runtime, request_id: str, today: date) -> None:
 
 def _checks(session: Session, request_id: str) -> list[IdentityCheck]:
     return list(session.scalars(select(IdentityCheck).where(IdentityCheck.request_id == request_id)))
+
+
+def _close(session: Session, request: Request, today: date, checkpoint: str, why: str) -> None:
+    """Close a request whose requester was not confirmed; the clock's interval stays recorded."""
+    close_suspension(session, request, today)
+    repo.set_status(
+        session,
+        request=request,
+        status=RequestStatus.CLOSED,
+        checkpoint=checkpoint,
+        note=f"identity not confirmed: {why}",
+    )
