@@ -44,7 +44,7 @@ class DemoResult:
 
 def run_demo(var_dir: Path) -> DemoResult:
     """Run both requests through Prefect and return the documents they produced."""
-    for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "documents", "systems"):
+    for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "documents", "systems", "out"):
         path = var_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     with (
@@ -137,9 +137,21 @@ def _run(runtime: Runtime, request_type: str) -> str:
         ticket_ref=f"DEMO-{request_type.upper()}",
         language="nb",
     )
-    path = dispatch.start(registered.request_id, request_type, "inline")
-    assert path is not None
-    return path
+    stored = dispatch.start(registered.request_id, request_type, "inline")
+    assert stored is not None
+    return str(_clear_copy(runtime, stored))
+
+
+def _clear_copy(runtime: Runtime, stored: str) -> Path:
+    """Documents are kept encrypted; the person running the demo gets a readable copy to open."""
+    from sqlalchemy import select
+
+    from dsar import document_store
+    from dsar.ledger.models import Document
+
+    with runtime.ledger.session() as session:
+        document = session.scalars(select(Document).where(Document.path == stored)).one()
+        return document_store.clear_copy(runtime.ledger, document, runtime.settings.var_dir / "out")
 
 
 def _summary(runtime: Runtime) -> Table:

@@ -36,12 +36,21 @@ def save(
     """Encrypt ``content`` into ``folder/<request>/`` and record it (in ``session``'s transaction)."""
     target = folder / request_id
     target.mkdir(parents=True, exist_ok=True)
-    path = (target / f"{kind.replace('_', '-')}-{request_id}{suffix}.enc").resolve()
+    path = _free_path(target, f"{kind.replace('_', '-')}-{request_id}", f"{suffix}.enc")
     partial = path.with_name(path.name + ".part")
     partial.write_bytes(ledger.keys.cipher.encrypt_bytes(content))
     partial.replace(path)  # a crash never leaves half a document under the real name
     digest = hashlib.sha256(content).hexdigest()
     return repo.record_document(session, request_id=request_id, kind=kind, path=str(path), sha256=digest)
+
+
+def _free_path(folder: Path, stem: str, suffix: str) -> Path:
+    """``stem`` + ``suffix``, or the next ``stem-2`` ... for a newer version (a redacted report)."""
+    path, n = folder / f"{stem}{suffix}", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return path.resolve()
 
 
 def read(ledger: Ledger, document: Document) -> bytes:

@@ -8,6 +8,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from dsar import runtime
 from flows.identity import confirm_identity
 from flows.operators import settle_with_operators
+from flows.review import review_before_sending
 from tasks.artifacts import publish_summary
 from tasks.common import with_retries
 from tasks.discovery import collect_system
@@ -33,8 +34,11 @@ def access_request(request_id: str) -> str | None:
     settle_with_operators(request_id)
     publish_summary(request_id)
     require_definite_answers(request_id, systems)
-    report = render_access_report(request_id)
-    attach_report_to_ticket(request_id)
+    render_access_report(request_id)
+    send = review_before_sending(request_id)  # redactions render the report again
+    report = render_access_report(request_id)  # the newest version: what was reviewed
+    if send:
+        attach_report_to_ticket(request_id)
     complete_request(request_id, "answered")
     publish_summary(request_id)
     return report

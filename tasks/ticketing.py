@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from dsar import runtime
+from dsar import document_store, runtime
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import append_event
 from dsar.ledger.models import Document, Event
@@ -58,36 +57,36 @@ def _attached_before(session: Session, request_id: str) -> bool:
     return bool(session.scalar(query))
 
 
-def _report(session: Session, request_id: str) -> tuple[str, str] | None:
-    """(path, sha256) of the request's newest access report, if it has one."""
+def _report(session: Session, request_id: str) -> int | None:
+    """The id of the request's newest access report, if it has one."""
     query = (
-        select(Document.path, Document.sha256)
+        select(Document.id)
         .where(Document.request_id == request_id, Document.kind == ACCESS_REPORT)
         .order_by(Document.id.desc())
     )
-    row = session.execute(query).first()
-    return (row.path, row.sha256) if row else None
+    document_id: int | None = session.scalars(query).first()
+    return document_id
 
 
 def _attach(
-    rt: Runtime, ticket_id: str, report: tuple[str, str] | None, request_id: str, language: str
+    rt: Runtime, ticket_id: str, report: int | None, request_id: str, language: str
 ) -> tuple[str, int]:
     """Upload the report with its note; returns (file name, size). Raises whatever went wrong."""
     if report is None:
         raise ConfigurationError("no access report rendered for this request")
-    path = Path(report[0])
-    content = path.read_bytes()
-    if hashlib.sha256(content).hexdigest() != report[1]:
-        raise ConfigurationError("the stored access report does not match its recorded digest")
+    with rt.ledger.session() as session:
+        document = session.get_one(Document, report)
+        filename = Path(document.path).name.removesuffix(".enc")
+        content = document_store.read(rt.ledger, document)  # DocumentGone if altered or purged
     title, body = rt.renderer.render_mail(
-        "report_attached", language, reference=request_id, filename=path.name
+        "report_attached", language, reference=request_id, filename=filename
     )
     tickets = _tickets(rt)
     try:
-        tickets.attach(ticket_id, path.name, content, f"{title}\n\n{body}")
+        tickets.attach(ticket_id, filename, content, f"{title}\n\n{body}")
     finally:
         tickets.close()
-    return path.name, len(content)
+    return filename, len(content)
 
 
 def _tickets(rt: Runtime) -> ZendeskTickets:
@@ -103,8 +102,8 @@ def _tickets(rt: Runtime) -> ZendeskTickets:
 
 def _summary(exc: Exception) -> str:
     """A PII-free line: the integration's summary, this module's fixed reasons, else the class name."""
-    if isinstance(exc, ConfigurationError):
-        return f"{ZendeskTickets.system}: ConfigurationError: {exc}"
+    if isinstance(exc, ConfigurationError | document_store.DocumentGone):
+        return f"{ZendeskTickets.system}: {type(exc).__name__}: {exc}"
     return str(step_failure(ZendeskTickets.system, exc))
 
 

@@ -22,5 +22,7 @@ def stored_bytes(ledger: Ledger, path: str) -> bytes:
 
 
 def stored_pdf_text(ledger: Ledger, path: str) -> str:
+    """The PDF's text with line breaks undone (values wrap inside a record's paragraph)."""
     reader = pypdf.PdfReader(io.BytesIO(stored_bytes(ledger, path)))
-    return "\n".join(page.extract_text() for page in reader.pages)
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    return " ".join(text.replace("-\n", "-").split())

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pypdf
 import pytest
 import sqlalchemy as sa
 from prefect.artifacts import Artifact
 
-from dsar import intake
+from dsar import intake, runtime
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import verify_chain
 from dsar.ledger.models import Event, RequestStatus, SystemStatus
@@ -25,6 +24,7 @@ from flows.access import access_request
 from flows.erasure import erasure_request
 from tests.conftest import make_settings
 from tests.databases import make_database_url
+from tests.documents_helpers import stored_pdf_text
 from tests.identity_helpers import confirm_identity
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -72,7 +72,7 @@ def submit(rt: Runtime, request_type: str, language: str = "nb") -> str:
 
 
 def pdf_text(path: str) -> str:
-    return "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
+    return stored_pdf_text(runtime.current().ledger, path)
 
 
 def test_access_request_reports_every_seeded_record(rt: Runtime) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pypdf
 import pytest
 
 from dsar import intake
@@ -22,6 +21,7 @@ from emulators.stack import STARTERS, EmulatorStack, emulator_stack
 from flows.access import access_request
 from flows.erasure import erasure_request
 from tests.conftest import make_settings
+from tests.documents_helpers import stored_pdf_text
 from tests.identity_helpers import confirm_identity
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -69,8 +69,8 @@ def run(rt: Runtime, request_type: str) -> tuple[str, str]:
     confirm_identity(rt.ledger, request_id)
     flow = access_request if request_type == "access" else erasure_request
     path = flow(request_id)
-    text = " ".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
-    return request_id, text.replace("-\n", "-").replace("\n", " ")  # table cells wrap long names
+    assert path is not None
+    return request_id, stored_pdf_text(rt.ledger, path)
 
 
 def test_every_system_answers_and_the_processor_is_asked_once_per_request(

@@ -90,7 +90,7 @@ def test_an_operator_approves_the_identity_and_the_request_is_answered(reviewed:
         report = access_request(request_id)
 
     assert report is not None
-    assert report.endswith(".pdf")
+    assert report.endswith(".pdf.enc")
     assert operator.answered == ["identity"]
     with reviewed.ledger.session() as session:
         assert repo.get_request(session, request_id).status is RequestStatus.COMPLETED
@@ -143,7 +143,7 @@ def test_a_late_answer_starts_the_stopped_flow_again(impatient: Runtime, stack: 
 
     assert answer.status_code == 200, answer.text
     assert len(restarted) == 1
-    assert restarted[0].endswith(".pdf")
+    assert restarted[0].endswith(".pdf.enc")
     with impatient.ledger.session() as session:
         request = repo.get_request(session, request_id)
         assert request.status is RequestStatus.COMPLETED

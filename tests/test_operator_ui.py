@@ -293,7 +293,7 @@ def test_paused_request_shows_its_form_and_is_answered_in_the_browser(
             browser.close()
 
     report = Path(paused.flow_out.read_text().strip())
-    assert report.suffix == ".pdf"
+    assert report.name.endswith(".pdf.enc")  # stored encrypted
     assert report.is_file()
     assert len(paused.stack.mailbox.to(LINK)) == 1  # the processor was asked before the form was shown
     ledger = Ledger(paused.settings)

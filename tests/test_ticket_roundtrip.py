@@ -33,6 +33,7 @@ from dsar.ledger import repository as repo
 from dsar.ledger.models import Event, RequestStatus
 from dsar.runtime import Runtime, using
 from emulators.demo_data import DEMO_SUBJECT
+from emulators.operator import Operator
 from emulators.server import RunningServer, serve_in_thread
 from emulators.stack import EmulatorStack, emulator_stack
 from emulators.zendesk import ZendeskState, create_app
@@ -50,6 +51,14 @@ pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
 SECRET = "zd-webhook-signing-secret"
 PII = (DEMO_SUBJECT.email, DEMO_SUBJECT.phone, "+4791234567", "91234567", "912 34 567")
+
+
+@pytest.fixture(autouse=True)
+def reviewer() -> Iterator[Operator]:
+    """The operator who reviews each report before it goes to the ticket, and approves it."""
+    answer = {"decision": "send", "operator": "Ingrid Operatør", "redactions": [], "note": "checked"}
+    with Operator(lambda key: answer, poll_s=0.3) as operator:
+        yield operator
 
 
 @pytest.fixture
@@ -120,7 +129,7 @@ def event_kinds(rt: Runtime, request_id: str) -> list[str]:
 
 
 def test_signed_webhook_ends_with_the_report_on_the_ticket(
-    rt: Runtime, zendesk: tuple[RunningServer, ZendeskState]
+    rt: Runtime, zendesk: tuple[RunningServer, ZendeskState], reviewer: Operator
 ) -> None:
     state = zendesk[1]
     ticket = state.add_ticket(state.agent_id, "Innsyn", [(state.agent_id, "Kunden ber om innsyn")])
@@ -130,6 +139,7 @@ def test_signed_webhook_ends_with_the_report_on_the_ticket(
         response = client.post("/intake/zendesk", content=raw, headers=headers)
 
     assert response.status_code == 201, response.text  # 202 would mean the flow failed
+    assert reviewer.answered == ["review-0"]  # an operator looked before anything was sent
     request_id, due = response.json()["request_id"], date.fromisoformat(response.json()["due_date"])
     with rt.ledger.session() as session:
         assert repo.get_request(session, request_id).status is RequestStatus.COMPLETED

@@ -1,0 +1,54 @@
+"""The operator's review before an answer leaves: send, redact (and look again), or hold.
+
+The form names the request and the ticket only; redactions name systems, record ids and
+fields, never values.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from pydantic import Field
+
+from dsar import runtime
+from tasks.documents import render_access_report
+from tasks.review import needs_review, record_review, review_text, reviewed_before
+
+__all__ = ["ReportReview", "review_before_sending"]
+
+
+class ReportReview(RunInput):
+    """May the answer be sent?"""
+
+    decision: Literal["send", "redact", "hold"]
+    operator: str = Field(min_length=2, description="Your name: you answer for this decision")
+    redactions: list[str] = Field(
+        default_factory=list,
+        description="Another person's data to hide (GDPR Art. 15(4)), each as system/record id/field",
+    )
+    note: str = Field(default="", description="Why. No personal data.")
+
+
+def review_before_sending(request_id: str) -> bool:
+    """True when an operator approved sending the (possibly re-rendered) report."""
+    if not needs_review(request_id):
+        return False
+    earlier = reviewed_before(request_id)
+    if earlier is not None:
+        return earlier == "send"
+    settings = runtime.current().settings
+    round_ = 0
+    while True:
+        answer = pause_flow_run(
+            wait_for_input=ReportReview.with_initial_data(description=review_text(request_id, round_)),
+            timeout=settings.operator_timeout_s,
+            poll_interval=settings.operator_poll_s,
+            key=f"review-{round_}",
+        )
+        decision = record_review(request_id, answer.decision, answer.operator, answer.redactions, answer.note)
+        if decision != "redact":
+            return decision == "send"
+        render_access_report(request_id, revision=round_ + 1)
+        round_ += 1
