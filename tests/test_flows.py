@@ -3,20 +3,24 @@ the ledger on SQLite and PostgreSQL, PDFs read back."""
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pypdf
 import pytest
 import sqlalchemy as sa
 from prefect.artifacts import Artifact
 
 from dsar import intake, runtime
+from dsar.export import read_export
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import verify_chain
 from dsar.ledger.models import Event, RequestStatus, SystemStatus
 from dsar.runtime import Runtime, using
+from dsar.signing import load_trust_roots, verify_pdf
 from emulators.demo_data import DEMO_SUBJECT
 from emulators.internal_db import OTHER_PEOPLE
 from emulators.stack import EmulatorStack, emulator_stack
@@ -24,7 +28,7 @@ from flows.access import access_request
 from flows.erasure import erasure_request
 from tests.conftest import make_settings
 from tests.databases import make_database_url
-from tests.documents_helpers import stored_pdf_text
+from tests.documents_helpers import stored_bytes, stored_pdf_text
 from tests.identity_helpers import confirm_identity
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -71,16 +75,28 @@ def submit(rt: Runtime, request_type: str, language: str = "nb") -> str:
     return confirm_identity(rt.ledger, registered.request_id)
 
 
+def attachments(pdf: bytes) -> dict[str, bytes]:
+    return {name: data[0] for name, data in pypdf.PdfReader(io.BytesIO(pdf)).attachments.items()}
+
+
 def pdf_text(path: str) -> str:
     return stored_pdf_text(runtime.current().ledger, path)
 
 
 def test_access_request_reports_every_seeded_record(rt: Runtime) -> None:
     request_id = submit(rt, "access", language="en")
-    text = pdf_text(access_request(request_id))
+    stored = access_request(request_id)
+    assert stored is not None
+    text = pdf_text(stored)
     for value in (*KARI_VALUES, "Kari.Nordmann@Example.no", request_id):
         assert value in text
     assert "Ola Nordmann" not in text
+    # The portability export rides inside the PDF and is kept on its own; both read back the same.
+    attached = attachments(stored_bytes(rt.ledger, stored))
+    export = read_export(attached[f"portability-export-{request_id}.zip"])
+    assert set(export) == {"app-db", "hubspot-crm"}
+    assert sum(len(records) for records in export["hubspot-crm"].values()) == 7
+    assert "Storgata 12" in repr(export["app-db"])
     with rt.ledger.session() as session:
         request = repo.get_request(session, request_id)
         assert request.status is RequestStatus.COMPLETED
@@ -103,7 +119,15 @@ def test_access_request_reports_every_seeded_record(rt: Runtime) -> None:
 
 def test_erasure_leaves_nothing_behind_and_certifies_it(rt: Runtime, stack: EmulatorStack) -> None:
     request_id = submit(rt, "erasure")
-    certificate = pdf_text(erasure_request(request_id))
+    stored = erasure_request(request_id)
+    assert stored is not None
+    certificate = pdf_text(stored)
+    signed = stored_bytes(rt.ledger, stored)
+    verdict = verify_pdf(signed, trust_roots=load_trust_roots(rt.settings))
+    assert (verdict.intact, verdict.trusted) == (True, True)  # signed by the controller's key
+    changed = bytearray(signed)
+    changed[len(signed) // 3] ^= 0x01
+    assert not verify_pdf(bytes(changed), trust_roots=load_trust_roots(rt.settings)).intact
 
     crm = repr([o.properties for store in stack.hubspot.objects.values() for o in store.values()])
     assert "Ola Nordmann" in crm  # the others are still there

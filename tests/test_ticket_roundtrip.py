@@ -14,7 +14,7 @@ import hmac
 import io
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from dsar import runtime
 from dsar.deployments import zendesk_commenter
+from dsar.export import read_export
 from dsar.intake_api import create_intake_app
 from dsar.ledger import repository as repo
-from dsar.ledger.models import Event, RequestStatus
+from dsar.ledger.models import Event, RequestStatus, SystemResult
 from dsar.runtime import Runtime, using
 from emulators.demo_data import DEMO_SUBJECT
 from emulators.operator import Operator
@@ -53,11 +54,19 @@ SECRET = "zd-webhook-signing-secret"
 PII = (DEMO_SUBJECT.email, DEMO_SUBJECT.phone, "+4791234567", "91234567", "912 34 567")
 
 
+SEND = {"decision": "send", "operator": "Ingrid Operatør", "redactions": [], "note": "checked"}
+
+
 @pytest.fixture(autouse=True)
 def reviewer() -> Iterator[Operator]:
-    """The operator who reviews each report before it goes to the ticket, and approves it."""
-    answer = {"decision": "send", "operator": "Ingrid Operatør", "redactions": [], "note": "checked"}
-    with Operator(lambda key: answer, poll_s=0.3) as operator:
+    """The operator who reviews each report before it goes to the ticket: ``plan`` first, then send."""
+    plan: list[Callable[[], dict[str, object]]] = []
+
+    def answer(key: str) -> dict[str, object]:
+        return plan.pop(0)() if plan else SEND
+
+    with Operator(answer, poll_s=0.3) as operator:
+        operator.plan = plan  # type: ignore[attr-defined]
         yield operator
 
 
@@ -199,3 +208,42 @@ def test_a_zendesk_outage_is_recorded_and_the_request_still_completes(
     state.faults.server_error_next = 0  # Zendesk is back: a later run attaches it
     assert reattach(request_id) is True
     assert sum(bool(c["attachments"]) for c in state.comments[ticket]) == 1
+
+
+def test_a_field_the_reviewer_redacts_is_gone_from_what_reaches_the_ticket(
+    rt: Runtime, zendesk: tuple[RunningServer, ZendeskState], reviewer: Operator
+) -> None:
+    state = zendesk[1]
+    ticket = state.add_ticket(state.agent_id, "Innsyn", [(state.agent_id, "Kunden ber om innsyn")])
+
+    def redact_the_shipping_address() -> dict[str, object]:  # as the operator reads it in the report
+        with rt.ledger.session() as session:
+            row = session.scalars(select(SystemResult).where(SystemResult.system == "app-db")).one()
+            records = rt.ledger.keys.cipher.decrypt_json(row.payload_ciphertext)
+        marked = [
+            f"app-db/{r['record_id']}/shipping_address" for r in records if "shipping_address" in r["fields"]
+        ]
+        assert marked
+        return {"decision": "redact", "operator": "Ingrid Operatør", "redactions": marked, "note": "x"}
+
+    reviewer.plan.append(redact_the_shipping_address)  # type: ignore[attr-defined]
+    app = create_intake_app(rt.ledger, rt.settings, start=run_inline, comment=None)
+    raw, headers = signed_webhook(ticket)
+    with TestClient(app) as client:
+        response = client.post("/intake/zendesk", content=raw, headers=headers)
+
+    assert response.status_code == 201, response.text
+    assert reviewer.answered == ["review-0", "review-1"]  # redacted, looked at again, sent
+    (attached,) = [c for c in state.comments[ticket] if c["attachments"]]
+    pdf = state.attachment(attached["attachments"][0]["id"])
+    text = " ".join(" ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages).split())
+    assert "Kari Nordmann, Storgata 12" not in text  # the orders' shipping address (a gift's recipient)
+    assert "Art. 15(4)" in text or "artikkel 15 nr. 4" in text
+    export = read_export(
+        pypdf.PdfReader(io.BytesIO(pdf)).attachments[
+            f"portability-export-{response.json()['request_id']}.zip"
+        ][0]
+    )
+    orders = [r for records in export["app-db"].values() for r in records if r.category == "order"]
+    assert orders
+    assert all("shipping_address" not in r.fields for r in orders)
