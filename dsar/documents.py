@@ -159,6 +159,7 @@ class ErasureSection:
     error: str | None = None
     retained: Mapping[str, int] = field(default_factory=dict)  # kept on purpose (e.g. bookkeeping)
     operator: str | None = None  # who answered for a system without an API
+    register: RegisterEntry | None = None  # where kept data lives and for how long (its retention rule)
 
     def __post_init__(self) -> None:
         _check_choice("outcome", self.outcome, ERASURE_OUTCOMES)

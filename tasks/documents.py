@@ -166,7 +166,7 @@ def _certificate_html(rt: Runtime, session: Session, request: Request) -> str:
         received=request.received_date,
         due=repo.effective_due_date(request, today),
         completed=today,
-        systems=tuple(_erasure_section(row) for row in request.systems),
+        systems=tuple(_erasure_section(rt, row) for row in request.systems),
         chain_hash=chain_head(session, request.id),
     )
     return rt.renderer.render_certificate(certificate)
@@ -200,7 +200,7 @@ _OUTCOME = {
 }
 
 
-def _erasure_section(row: SystemResult) -> ErasureSection:
+def _erasure_section(rt: Runtime, row: SystemResult) -> ErasureSection:
     outcome = _OUTCOME.get(row.status, "failed")
     counts = row.erased_counts if row.status is SystemStatus.ERASED else row.counts
     return ErasureSection(
@@ -214,6 +214,7 @@ def _erasure_section(row: SystemResult) -> ErasureSection:
         error=row.error,
         retained=dict(row.retained_counts),
         operator=row.operator,
+        register=next((spec.register for spec in rt.specs if spec.name == row.system), None),
     )
 
 

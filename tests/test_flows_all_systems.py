@@ -90,6 +90,9 @@ def test_every_system_answers_and_the_processor_is_asked_once_per_request(
     assert DEMO_SUBJECT.email.lower() in asked[1].get_content()  # the processor needs to know whom to erase
     assert "Confirmed by Ingrid Operatør" in certificate
     assert "Kept: invoice" in certificate  # bookkeeping records stay, and say so
+    assert "What we keep, and why" in certificate
+    assert "bokføringsloven § 13" in certificate  # the legal basis of what is kept
+    assert "Kept in poweroffice-go (operated by PowerOffice AS)" in certificate
 
     with rt.ledger.session() as session:
         for request_id in (access_id, erasure_id):
