@@ -14,6 +14,7 @@ from tasks.common import with_retries
 from tasks.discovery import collect_system
 from tasks.documents import render_access_report
 from tasks.requests import begin_request, complete_request, require_definite_answers
+from tasks.review import hold_report
 from tasks.ticketing import attach_report_to_ticket
 
 __all__ = ["access_request"]
@@ -35,9 +36,12 @@ def access_request(request_id: str) -> str | None:
     publish_summary(request_id)
     require_definite_answers(request_id, systems)
     render_access_report(request_id)
-    send = review_before_sending(request_id)  # redactions render the report again
+    delivery = review_before_sending(request_id)  # redactions render the report again
     report = render_access_report(request_id)  # the newest version: what was reviewed
-    if send:
+    if delivery == "hold":
+        hold_report(request_id)
+        return report
+    if delivery == "send":
         attach_report_to_ticket(request_id)
     complete_request(request_id, "answered")
     publish_summary(request_id)

@@ -16,7 +16,7 @@ from dsar import runtime
 from tasks.documents import render_access_report
 from tasks.review import needs_review, record_review, review_text, reviewed_before
 
-__all__ = ["ReportReview", "review_before_sending"]
+__all__ = ["Delivery", "ReportReview", "review_before_sending"]
 
 
 class ReportReview(RunInput):
@@ -31,13 +31,16 @@ class ReportReview(RunInput):
     note: str = Field(default="", description="Why. No personal data.")
 
 
-def review_before_sending(request_id: str) -> bool:
-    """True when an operator approved sending the (possibly re-rendered) report."""
+Delivery = Literal["send", "hold", "keep"]
+
+
+def review_before_sending(request_id: str) -> Delivery:
+    """``send`` when an operator approved sending the (possibly re-rendered) report; ``hold`` when
+    they stopped it; ``keep`` when nothing is sent on (no ticket to send to: kept for download)."""
     if not needs_review(request_id):
-        return False
-    earlier = reviewed_before(request_id)
-    if earlier is not None:
-        return earlier == "send"
+        return "keep"
+    if reviewed_before(request_id) == "send":
+        return "send"
     settings = runtime.current().settings
     round_ = 0
     while True:
@@ -49,6 +52,6 @@ def review_before_sending(request_id: str) -> bool:
         )
         decision = record_review(request_id, answer.decision, answer.operator, answer.redactions, answer.note)
         if decision != "redact":
-            return decision == "send"
+            return "send" if decision == "send" else "hold"
         render_access_report(request_id, revision=round_ + 1)
         round_ += 1

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from dsar import runtime
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import append_event
-from dsar.ledger.models import Event
+from dsar.ledger.models import Event, RequestStatus
 from tasks.ticketing import ZENDESK
 
-__all__ = ["Redaction", "needs_review", "record_review", "review_text", "reviewed_before"]
+__all__ = ["Redaction", "hold_report", "needs_review", "record_review", "review_text", "reviewed_before"]
 
 Decision = Literal["send", "redact", "hold"]
 Redaction = tuple[str, str, str]  # (system, record id, field)
@@ -44,7 +44,7 @@ def reviewed_before(request_id: str) -> Decision | None:
     if last is None or last.kind != "report.reviewed":
         return None  # never reviewed, or the report changed since
     decision: Decision = last.data["decision"]
-    return decision if decision != "redact" else None
+    return decision if decision == "send" else None  # a held report is looked at again on a re-run
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -97,3 +97,18 @@ def _parse(item: str) -> Redaction:
     if len(parts) != 3 or not all(parts):
         raise ValueError("write each redaction as system/record id/field")
     return parts[0], parts[1], parts[2]
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def hold_report(request_id: str) -> None:
+    """The operator held the answer: the request stays open (and its deadline watched) until re-run."""
+    rt = runtime.current()
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        repo.set_status(
+            session,
+            request=request,
+            status=RequestStatus.AWAITING_OPERATOR,
+            checkpoint="report_held",
+            note="an operator held the answer; re-run the flow to review it again",
+        )

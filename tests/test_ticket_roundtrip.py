@@ -247,3 +247,26 @@ def test_a_field_the_reviewer_redacts_is_gone_from_what_reaches_the_ticket(
     orders = [r for records in export["app-db"].values() for r in records if r.category == "order"]
     assert orders
     assert all("shipping_address" not in r.fields for r in orders)
+
+
+def test_a_held_answer_is_not_sent_and_the_request_stays_open(
+    rt: Runtime, zendesk: tuple[RunningServer, ZendeskState], reviewer: Operator
+) -> None:
+    state = zendesk[1]
+    ticket = state.add_ticket(state.agent_id, "Innsyn", [(state.agent_id, "Kunden ber om innsyn")])
+    hold = {"decision": "hold", "operator": "Ingrid Operatør", "redactions": [], "note": "ask legal"}
+    reviewer.plan.append(lambda: hold)  # type: ignore[attr-defined]
+    app = create_intake_app(rt.ledger, rt.settings, start=run_inline, comment=None)
+    raw, headers = signed_webhook(ticket)
+    with TestClient(app) as client:
+        request_id = client.post("/intake/zendesk", content=raw, headers=headers).json()["request_id"]
+
+    assert not [c for c in state.comments[ticket] if c["attachments"]]  # nothing reached the ticket
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        assert (request.status, request.checkpoint) == (RequestStatus.AWAITING_OPERATOR, "report_held")
+    access_request(request_id)  # re-run: reviewed again (sent this time), then completed
+    assert reviewer.answered == ["review-0", "review-0"]
+    assert sum(bool(c["attachments"]) for c in state.comments[ticket]) == 1
+    with rt.ledger.session() as session:
+        assert repo.get_request(session, request_id).status is RequestStatus.COMPLETED
