@@ -15,6 +15,7 @@ the flow again through ``restart`` (injected: tests need no Prefect).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
@@ -66,15 +67,21 @@ class _Pages:
         self._oidc = (
             oidc if oidc is not None or not settings.oidc_configured else bankid.oidc_client(settings)
         )
+        self._oidc_lock = threading.Lock()  # the OIDC client caches metadata and keys; it is not thread-safe
         self._renderer = DocumentRenderer(settings.templates_dir)
+
+    def _begin(self, oidc: OidcClient, token: str) -> str | Answer:
+        with self._oidc_lock:
+            return bankid.begin_login(self._ledger, oidc, token=token, now=datetime.now(UTC))
+
+    def _finish(self, oidc: OidcClient, params: dict[str, str]) -> Answer:
+        with self._oidc_lock:
+            return bankid.finish_login(self._ledger, oidc, params=params, now=datetime.now(UTC))
 
     async def login(self, request: Request) -> Response:
         if self._oidc is None:
             return self._page(Answer(verified=False, reason="bankid_not_configured"), 404)
-        oidc = self._oidc
-        token = request.path_params["token"]
-        now = datetime.now(UTC)
-        target = await run_in_threadpool(bankid.begin_login, self._ledger, oidc, token=token, now=now)
+        target = await run_in_threadpool(self._begin, self._oidc, request.path_params["token"])
         if isinstance(target, Answer):
             return self._page(target, 404 if target.reason == "unknown_link" else 400)
         return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
@@ -83,9 +90,7 @@ class _Pages:
         if self._oidc is None:
             return self._page(Answer(verified=False, reason="bankid_not_configured"), 404)
         params = {k: v for k, v in request.query_params.items() if k in ("code", "state", "error")}
-        answer = await run_in_threadpool(
-            bankid.finish_login, self._ledger, self._oidc, params=params, now=datetime.now(UTC)
-        )
+        answer = await run_in_threadpool(self._finish, self._oidc, params)
         return self._settle(answer)
 
     async def code_form(self, request: Request) -> Response:
