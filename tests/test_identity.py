@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from dsar import intake
-from dsar.calendar import due_date
+from dsar.calendar import OSLO, due_date
 from dsar.identity import email_code, service
 from dsar.identity.bankid import CALLBACK_PATH
 from dsar.identity.checks import IDENTITY_SUSPENSION, is_verified
@@ -38,6 +38,13 @@ from emulators.stack import EmulatorStack, emulator_stack
 from tests.conftest import make_settings
 
 KARI_FNR = synthetic_fnr(date(1985, 5, 17))
+
+
+def oslo_today() -> date:
+    """The ledger's calendar is Oslo's: near midnight UTC it is already tomorrow there."""
+    return datetime.now(OSLO).date()
+
+
 LOGIN_LINK = re.compile(r"http://\S+/identity/login/\S+")
 CODE_LINK = re.compile(r"http://\S+/identity/code/\S+")
 CODE = re.compile(r"(?:Engangskoden din er|one-time code is) (\d{6})")
@@ -148,7 +155,7 @@ def test_bankid_login_confirms_the_subject_and_the_clock_runs_again(world: World
         "matched_by": "name_and_mailbox",
         "decided_by": None,
     }
-    assert [e["to"] for e in world.events(request_id, "clock.resumed")] == [date.today().isoformat()]
+    assert [e["to"] for e in world.events(request_id, "clock.resumed")] == [oslo_today().isoformat()]
     with world.rt.ledger.session() as session:
         check = session.scalars(select(IdentityCheck).where(IdentityCheck.request_id == request_id)).one()
         assert (check.state_hash, check.login_ciphertext) == (None, None)  # consumed
@@ -330,7 +337,7 @@ def start_waiting_days_ago(world: World, request_id: str, days: int) -> None:
         session.execute(
             update(Suspension)
             .where(Suspension.request_id == request_id)
-            .values(started_on=date.today() - timedelta(days=days))
+            .values(started_on=oslo_today() - timedelta(days=days))
         )
 
 
@@ -341,8 +348,8 @@ def test_the_days_waiting_for_the_subject_move_the_deadline(world: World) -> Non
     with world.rt.ledger.session() as session:
         request = repo.get_request(session, request_id)
         (suspension,) = request.suspensions
-        assert (suspension.ended_on, suspension.reason) == (date.today(), IDENTITY_SUSPENSION)
-        later = date.today() + timedelta(days=40)
+        assert (suspension.ended_on, suspension.reason) == (oslo_today(), IDENTITY_SUSPENSION)
+        later = oslo_today() + timedelta(days=40)
         assert repo.effective_due_date(request, later) == due_date(request.received_date, suspended_days=10)
 
 
@@ -351,27 +358,27 @@ def test_one_reminder_then_the_request_is_closed_with_a_letter(world: World) -> 
     settings = world.rt.settings
     start_waiting_days_ago(world, request_id, settings.identity_reminder_days)
 
-    first = service.chase_unanswered(world.rt, date.today())
-    again = service.chase_unanswered(world.rt, date.today())
+    first = service.chase_unanswered(world.rt, oslo_today())
+    again = service.chase_unanswered(world.rt, oslo_today())
 
     assert (first.reminded, first.closed, again.reminded) == ([request_id], [], [])
     assert "Påminnelse" in str(world.mails_to_subject()[-1]["Subject"])
     assert CODE_LINK.findall(world.last_mail())  # a fresh code and link
 
     start_waiting_days_ago(world, request_id, settings.identity_close_after_days)
-    closed = service.chase_unanswered(world.rt, date.today())
+    closed = service.chase_unanswered(world.rt, oslo_today())
 
     assert closed.closed == [request_id]
     assert world.status(request_id) is RequestStatus.CLOSED
     letter = world.mails_to_subject()[-1]
     assert "kunne ikke behandles" in str(letter["Subject"])
     assert "Datatilsynet" in letter.get_content()
-    assert service.chase_unanswered(world.rt, date.today()).closed == []  # once
+    assert service.chase_unanswered(world.rt, oslo_today()).closed == []  # once
     with world.rt.ledger.session() as session:
         statuses = session.scalars(select(IdentityCheck.status).where(IdentityCheck.request_id == request_id))
         assert IdentityStatus.PENDING not in set(statuses)
         (suspension,) = repo.get_request(session, request_id).suspensions
-        assert suspension.ended_on == date.today()
+        assert suspension.ended_on == oslo_today()
 
 
 def test_the_policy_picks_a_method_the_request_can_use(sqlite_world: World) -> None:
@@ -392,22 +399,22 @@ def test_a_closed_request_reopens_and_the_days_it_stood_closed_do_not_count(sqli
     world = sqlite_world
     request_id, _, _ = code_challenge(world)
     start_waiting_days_ago(world, request_id, world.rt.settings.identity_close_after_days)
-    service.chase_unanswered(world.rt, date.today())
+    service.chase_unanswered(world.rt, oslo_today())
     with world.rt.ledger.session() as session:
         request = repo.get_request(session, request_id)
         request.closed_at = datetime.now(UTC) - timedelta(days=30)  # the subject comes back a month later
-        before = repo.suspended_days(request, date.today())
+        before = repo.suspended_days(request, oslo_today())
 
     with world.rt.ledger.session() as session:
-        request = repo.reopen_request(session, request_id=request_id, today=date.today(), note="test")
+        request = repo.reopen_request(session, request_id=request_id, today=oslo_today(), note="test")
         assert (request.status, request.checkpoint) == (RequestStatus.RECEIVED, "reopened")
-        assert repo.suspended_days(request, date.today()) == before + 30
+        assert repo.suspended_days(request, oslo_today()) == before + 30
     with world.rt.ledger.session() as session, pytest.raises(ValueError, match="only a request"):
-        repo.reopen_request(session, request_id=request_id, today=date.today(), note="twice")
+        repo.reopen_request(session, request_id=request_id, today=oslo_today(), note="twice")
     assert service.method_for(world.rt, request_id) == "email_code"  # asked again from the start
 
 
 def test_only_a_request_closed_for_want_of_identity_reopens(sqlite_world: World) -> None:
     request_id = sqlite_world.register()
     with sqlite_world.rt.ledger.session() as session, pytest.raises(ValueError, match="only a request"):
-        repo.reopen_request(session, request_id=request_id, today=date.today(), note="test")
+        repo.reopen_request(session, request_id=request_id, today=oslo_today(), note="test")
