@@ -7,7 +7,6 @@ so no document can mistake it for a person. Tests use it to drive the same path.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,34 +15,25 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, Fl
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
+from emulators.poller import Poller
+
 __all__ = ["AnswerFor", "Operator"]
 
 AnswerFor = Callable[[str], dict[str, Any]]  # pause key ("<step>-<system>") -> form input
 
 
-class Operator:
+class Operator(Poller):
     """Resumes every paused flow run with ``answer_for(pause_key)``, until stopped."""
 
     def __init__(self, answer_for: AnswerFor, *, poll_s: float = 0.5) -> None:
+        super().__init__(poll_s=poll_s, name="demo-operator")
         self._answer_for = answer_for
-        self._poll_s = poll_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-operator", daemon=True)
         self.answered: list[str] = []
 
-    def __enter__(self) -> Operator:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._poll_s):
-            for run_id, key in _paused_runs():
-                resume_flow_run(run_id, run_input=self._answer_for(key))
-                self.answered.append(key)
+    def poll(self) -> None:
+        for run_id, key in _paused_runs():
+            resume_flow_run(run_id, run_input=self._answer_for(key))
+            self.answered.append(key)
 
 
 def _paused_runs() -> list[tuple[Any, str]]:

@@ -66,15 +66,7 @@ def _render_once(request_id: str, kind: str, build: Builder, revision: int = 0) 
         if len(made) > revision and _intact(rt, made[-1]):
             return made[-1].path
         content = build(rt, session, request)
-        document = document_store.save(
-            rt.ledger,
-            session,
-            rt.settings.documents_path,
-            request_id=request.id,
-            kind=kind,
-            content=content,
-            suffix=".pdf",
-        )
+        document = _save(rt, session, request.id, kind, content, ".pdf")
         get_run_logger().info("%s: %s rendered (%d bytes)", request.id, kind, len(content))
         return document.path
 
@@ -90,17 +82,15 @@ def _access_report_pdf(rt: Runtime, session: Session, request: Request) -> bytes
         language=request.language,
         templates_dir=rt.settings.templates_dir,
     )
-    name = f"portability-export-{request.id}"
-    document_store.save(
-        rt.ledger,
-        session,
-        rt.settings.documents_path,
-        request_id=request.id,
-        kind=PORTABILITY_EXPORT,
-        content=export,
-        suffix=".zip",
+    _save(rt, session, request.id, PORTABILITY_EXPORT, export, ".zip")
+    return attach_to_pdf(pdf, export, f"portability-export-{request.id}.zip")
+
+
+def _save(rt: Runtime, session: Session, request_id: str, kind: str, content: bytes, suffix: str) -> Document:
+    folder = rt.settings.documents_path
+    return document_store.save(
+        rt.ledger, session, folder, request_id=request_id, kind=kind, content=content, suffix=suffix
     )
-    return attach_to_pdf(pdf, export, f"{name}.zip")
 
 
 def _visible(section: SystemSection, report: AccessReport) -> list[Record]:

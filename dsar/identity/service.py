@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dsar.calendar import local_date
@@ -46,18 +46,14 @@ __all__ = [
 
 
 def method_for(rt: Runtime, request_id: str, *, without_operator: bool = False) -> IdentityMethod | None:
-    """ "verified" is answered by None; else the method the policy picks for this request."""
+    """None when the requester is confirmed already; else the method the policy picks."""
     with rt.ledger.session() as session:
         if is_verified(session, request_id):
             return None
         request = repo.get_request(session, request_id)
         subject = repo.load_subject(session, keys=rt.ledger.keys, request_id=request_id)
         request_type = request.type.value
-    if without_operator:  # an operator asked for more: only what reaches the subject will do
-        methods = [m for m in rt.settings.identity_methods.get(request_type, []) if m != "operator"]
-        settings = rt.settings.model_copy(update={"identity_methods": {request_type: [*methods, "operator"]}})
-        return choose_method(settings, request_type, subject)
-    return choose_method(rt.settings, request_type, subject)
+    return choose_method(rt.settings, request_type, subject, reach_subject=without_operator)
 
 
 def ask_subject(rt: Runtime, request_id: str, method: IdentityMethod, *, reminder: bool = False) -> int:
@@ -226,19 +222,18 @@ def close_unconfirmed(rt: Runtime, request_id: str, today: date) -> None:
             mark_failed(session, check, reason="no_answer", now=now, final=True)
         _close(session, request, today, "identity_unconfirmed", "no answer from the subject")
         subject = repo.load_subject(session, keys=rt.ledger.keys, request_id=request_id)
-        language, last_check = request.language, max((c.id for c in _checks(session, request_id)), default=0)
+        language = request.language
+        last_check = session.scalar(
+            select(func.max(IdentityCheck.id)).where(IdentityCheck.request_id == request_id)
+        )
     if subject.email:
         send_letter(
             rt,
             SubjectLetter("identity_unconfirmed", request_id),
             to=subject.email,
             language=language,
-            check_id=last_check,
+            check_id=last_check or 0,
         )
-
-
-def _checks(session: Session, request_id: str) -> list[IdentityCheck]:
-    return list(session.scalars(select(IdentityCheck).where(IdentityCheck.request_id == request_id)))
 
 
 def _close(session: Session, request: Request, today: date, checkpoint: str, why: str) -> None:
