@@ -20,22 +20,22 @@ __all__ = ["DEPLOYMENT", "FLOWS", "flow_for", "start"]
 DEPLOYMENT = "dsar"
 
 
-def _access() -> Flow[[str], str | None]:
+def _access() -> Flow[..., str | None]:
     from flows.access import access_request
 
     return access_request
 
 
-def _erasure() -> Flow[[str], str | None]:
+def _erasure() -> Flow[..., str | None]:
     from flows.erasure import erasure_request
 
     return erasure_request
 
 
-FLOWS: dict[str, Callable[[], Flow[[str], str | None]]] = {"access": _access, "erasure": _erasure}
+FLOWS: dict[str, Callable[[], Flow[..., str | None]]] = {"access": _access, "erasure": _erasure}
 
 
-def flow_for(request_type: str) -> Flow[[str], str | None]:
+def flow_for(request_type: str) -> Flow[..., str | None]:
     if request_type not in FLOWS:
         raise ValueError(f"no flow handles {request_type!r} requests yet")
     return FLOWS[request_type]()

@@ -62,6 +62,8 @@ __all__ = [
     "DeletionCertificate",
     "DocumentRenderer",
     "ErasureSection",
+    "KeptData",
+    "RecipientNotice",
     "SystemSection",
     "copy_pieces",
     "split_pieces",
@@ -160,9 +162,30 @@ class ErasureSection:
     retained: Mapping[str, int] = field(default_factory=dict)  # kept on purpose (e.g. bookkeeping)
     operator: str | None = None  # who answered for a system without an API
     register: RegisterEntry | None = None  # where kept data lives and for how long (its retention rule)
+    kept: tuple[KeptData, ...] = ()  # what is kept, by category, with its basis and until-date
 
     def __post_init__(self) -> None:
         _check_choice("outcome", self.outcome, ERASURE_OUTCOMES)
+
+
+@dataclass(frozen=True)
+class KeptData:
+    """One category an erasure kept on purpose: its legal basis, and until when (None: legal hold)."""
+
+    category: str
+    count: int
+    basis: str
+    until: date | None
+
+
+@dataclass(frozen=True)
+class RecipientNotice:
+    """A recipient told of the erasure under Art. 19 (an organisation's privacy contact)."""
+
+    vendor: str
+    contact: str
+    systems: tuple[str, ...]
+    notified: date
 
 
 @dataclass(frozen=True)
@@ -177,6 +200,7 @@ class DeletionCertificate:
     completed: date
     systems: tuple[ErasureSection, ...]
     chain_hash: str
+    recipients: tuple[RecipientNotice, ...] = ()
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -8,6 +8,7 @@ delivered more than once).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,49 @@ def build_subject(*, email: str | None, phone: str | None, name: str | None, reg
     return Subject(email=clean_email, phone=clean_phone, name=clean_name or None)
 
 
+def build_details(
+    *,
+    corrections: Mapping[str, str | None] | None = None,
+    controller: str | None = None,
+    controller_email: str | None = None,
+    region: str = "NO",
+) -> dict[str, Any]:
+    """Check and normalise a request's details: corrected values (Art. 16), the controller we
+    process the data for (then we only forward the request, as its processor)."""
+    details: dict[str, Any] = {}
+    given = {k: v for k, v in (corrections or {}).items() if v}
+    if set(given) - {"name", "email", "phone"}:
+        raise IntakeError("corrections may name: name, email, phone")
+    if given:
+        details["corrections"] = {
+            "name": " ".join(str(given["name"]).split()) if given.get("name") else None,
+            "email": _valid(normalise_email, given.get("email"), "corrected e-mail address"),
+            "phone": _valid(
+                lambda v: normalise_phone(v, region), given.get("phone"), "corrected phone number"
+            ),
+        }
+    if controller or controller_email:
+        if not controller or not controller_email:
+            raise IntakeError("name the controller and give its e-mail address")
+        try:
+            details["controller"] = {
+                "name": " ".join(controller.split()),
+                "email": normalise_email(controller_email),
+            }
+        except ValueError:
+            raise IntakeError("the controller's e-mail address is not valid") from None
+    return details
+
+
+def _valid(normalise: Callable[[str], str], value: str | None, what: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return normalise(value)
+    except ValueError:
+        raise IntakeError(f"the {what} is not valid") from None
+
+
 def register(
     ledger: Ledger,
     *,
@@ -63,10 +107,11 @@ def register(
     ticket_ref: str | None = None,
     language: str = "nb",
     received_at: datetime | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> Registered:
     """Validate and write one request; identical open requests are refused, not duplicated."""
     try:
-        return _register(ledger, request_type, subject, ticket_ref, language, received_at)
+        return _register(ledger, request_type, subject, ticket_ref, language, received_at, details)
     except repo.DuplicateRequest as exc:
         raise IntakeError(str(exc)) from None
 
@@ -79,13 +124,14 @@ def register_or_existing(
     ticket_ref: str | None = None,
     language: str = "nb",
     received_at: datetime | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> Registered:
     """Like :func:`register`, but an identical open request is answered with itself (``duplicate``).
 
     The repeat is noted on the open request's event chain (which ticket it came from).
     """
     try:
-        return _register(ledger, request_type, subject, ticket_ref, language, received_at)
+        return _register(ledger, request_type, subject, ticket_ref, language, received_at, details)
     except repo.DuplicateRequest as exc:
         return _existing(ledger, exc.existing_id, ticket_ref)
 
@@ -97,9 +143,12 @@ def _register(
     ticket_ref: str | None,
     language: str,
     received_at: datetime | None,
+    details: Mapping[str, Any] | None = None,
 ) -> Registered:
     """Check the values, then write the request; raises repo.DuplicateRequest for a repeat."""
     kind, moment = _checked(request_type, language, received_at)
+    if kind is RequestType.RECTIFICATION and not (details or {}).get("corrections"):
+        raise IntakeError("a rectification request needs the corrected values")
     with ledger.session() as session:
         request = repo.register_request(
             session,
@@ -109,6 +158,7 @@ def _register(
             received_at=moment,
             ticket_ref=ticket_ref,
             language=language,
+            details=details,
         )
         return Registered(request.id, kind, request.due_date.isoformat(), ticket_ref=ticket_ref)
 

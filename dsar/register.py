@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dsar.retention import RetentionRule
 
 __all__ = ["LocalText", "RegisterEntry", "Transfer"]
 
@@ -50,11 +52,38 @@ class RegisterEntry(_Frozen):
     source: LocalText
     transfers: tuple[Transfer, ...] = ()
     automated_decisions: LocalText | None = None  # Art. 15(1)(h); None means there are none
+    retention_rules: tuple[RetentionRule, ...] = ()  # on erasure; a category without a rule is erased
+    direct_marketing: bool = False  # used for direct marketing: an objection (Art. 21(2)) applies here
+    portable: tuple[str, ...] | None = None  # categories the subject provided (Art. 20); None: by basis
 
     @property
     def is_recipient(self) -> bool:
         """Data held here has been disclosed to someone outside the controller (Art. 4(9))."""
         return self.role != "internal"
+
+    @property
+    def portable_categories(self) -> tuple[str, ...]:
+        """Art. 20(1): data the subject provided, processed on consent or contract, by automated means.
+
+        Declared with ``portable``; otherwise every category when the basis includes consent
+        (6(1)(a)) or contract (6(1)(b)), none when it does not.
+        """
+        if self.portable is not None:
+            return self.portable
+        if any(basis.replace(" ", "").endswith(("6(1)(a)", "6(1)(b)")) for basis in self.legal_basis):
+            return self.categories
+        return ()
+
+    @model_validator(mode="after")
+    def _rules_name_declared_categories(self) -> RegisterEntry:
+        declared = set(self.categories)
+        for rule in self.retention_rules:
+            unknown = set(rule.categories) - declared
+            if unknown:
+                raise ValueError(f"retention rule for undeclared categories {sorted(unknown)}")
+        if self.portable is not None and not set(self.portable) <= declared:
+            raise ValueError("portable names undeclared categories")
+        return self
 
     @field_validator("legal_basis")
     @classmethod

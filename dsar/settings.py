@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     documents_dir: Path | None = None  # default: <var_dir>/documents
     documents_retention_days: int = Field(default=90, ge=1)  # after the request closed; then purged
     default_phone_region: str = "NO"
+    financial_year_end: str = Field(default="12-31", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+    # Erasure waits for an operator to approve its plan (a Prefect pause form); "automatic" approves
+    # in the name of the policy, recorded as such. Dry runs stop after the plan either way.
+    erasure_approval: Literal["operator", "automatic"] = "operator"
 
     # The controller named on every letter; the defaults are the demo's fictional company.
     controller_name: str = "Fjordlys AS"
@@ -156,6 +160,12 @@ class Settings(BaseSettings):
             password=password,
             sender=self.controller_email,
         )
+
+    @property
+    def year_end(self) -> tuple[int, int]:
+        """The financial year's last day as (month, day)."""
+        month, day = self.financial_year_end.split("-")
+        return int(month), int(day)
 
     @property
     def oidc_configured(self) -> bool:

@@ -98,5 +98,5 @@ def _register(name: str, raw: Any) -> RegisterEntry | None:
     try:
         return RegisterEntry.model_validate(raw)
     except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+        fields = ", ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'} ({e['msg']})" for e in exc.errors())
         raise ConfigurationError(f"system {name!r}: invalid register entry: {fields}") from None

@@ -6,7 +6,7 @@ her. All names, addresses and numbers are invented.
 
 from __future__ import annotations
 
-from emulators.hubspot import HubSpotState
+from emulators.hubspot import SUBSCRIPTION_TYPES, HubSpotState
 from emulators.internal_db import DEMO_SUBJECT, OTHER_PEOPLE, Person
 
 __all__ = ["DEMO_SUBJECT", "seed_hubspot"]
@@ -26,8 +26,17 @@ def _contact(person: Person) -> dict[str, str]:
     }
 
 
+def _subscribe(state: HubSpotState, email: str) -> None:
+    """The address is subscribed to the newsletter and has not opted in to product updates."""
+    (newsletter, _, _), (updates, _, _) = SUBSCRIPTION_TYPES
+    state.set_subscription(email, newsletter, "SUBSCRIBED")
+    state.set_subscription(email, updates, "NOT_SUBSCRIBED")
+
+
 def seed_hubspot(state: HubSpotState) -> None:
-    """Kari with notes, e-mails and deals (enough to page), plus the other people."""
+    """Kari with notes, e-mails and deals (enough to page), plus the other people; each subscribed."""
+    for person in (DEMO_SUBJECT, *OTHER_PEOPLE):
+        _subscribe(state, person.email)
     state.add_contact(
         _contact(DEMO_SUBJECT),
         notes=[

@@ -4,6 +4,16 @@ Speaks the real paths and shapes (``vendor-specs/hs_*.json``): bearer auth, cont
 filter groups, cursor paging, v4 associations, batch reads with 207 partial answers, GDPR delete
 and the ``Error`` body (``status``, ``category``, ``correlationId``, ``message``).
 
+Contact update ``PATCH /crm/v3/objects/contacts/{id}`` (``idProperty=email`` too) **[SPEC]**:
+non-existent properties (``state.contact_properties`` lists those the portal defines, the
+restriction checkbox ``dsar_processing_restricted`` included) and read-only ones are refused with
+400 ``VALIDATION_ERROR`` **[SPEC** description; error codes **GUESS]**, an e-mail another contact
+holds with 409 ``CONFLICT`` **[GUESS]**. Communication preferences v3 **[DOC]**: ``GET
+/communication-preferences/v3/definitions``, ``GET /communication-preferences/v3/status/email/{email}``
+(every subscription type, ``NOT_SUBSCRIBED`` where nothing is recorded **[GUESS]**) and ``POST
+/communication-preferences/v3/unsubscribe``, which answers 400 "... is already unsubscribed from
+subscription ..." on a repeat **[3P]** and wants ``legalBasis`` while ``gdpr_enabled`` **[CLIENT]**.
+
 Fault switches (``state.faults``, or ``POST /__emulator/faults``) make it answer 429 with
 ``Retry-After``, 500, or a garbage 200 body; ``search_lag`` keeps erased contacts in search
 results, as HubSpot's eventually consistent search index does. Private admin paths:
@@ -45,6 +55,19 @@ DEFAULT_PROPERTIES = {
     "deals": ("amount", "closedate", "createdate", "dealname", "dealstage", "hs_object_id", "pipeline"),
 }
 SEARCH_LIMIT_MAX, LIST_LIMIT_MAX, ASSOC_LIMIT_MAX, BATCH_MAX = 200, 100, 500, 100
+READ_ONLY = frozenset({"hs_object_id", "createdate", "lastmodifieddate"})
+CONTACT_PROPERTIES = frozenset(
+    {"email", "firstname", "lastname", "phone", "mobilephone", "company", "address", "city", "zip"}
+    | {"hs_object_id", "createdate", "lastmodifieddate", "dsar_processing_restricted"}
+)
+LEGAL_BASES = frozenset(  # the v3 enum [CLIENT: HubSpot's generated clients]
+    {"LEGITIMATE_INTEREST_PQL", "LEGITIMATE_INTEREST_CLIENT", "PERFORMANCE_OF_CONTRACT"}
+    | {"CONSENT_WITH_NOTICE", "NON_GDPR", "PROCESS_AND_STORE", "LEGITIMATE_INTEREST_OTHER"}
+)
+SUBSCRIPTION_TYPES = (  # (id, name, description) of the demo portal's e-mail subscription types
+    ("5001", "Nyhetsbrev", "Månedlig nyhetsbrev fra Fjordlys"),
+    ("5002", "Produktoppdateringer", "Nyheter om moduler og priser"),
+)
 
 
 @dataclass
@@ -80,6 +103,9 @@ class HubSpotState:
     associations: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     erased: dict[str, _Object] = field(default_factory=dict)
     blocklist: set[str] = field(default_factory=set)
+    contact_properties: set[str] = field(default_factory=lambda: set(CONTACT_PROPERTIES))
+    gdpr_enabled: bool = True  # unsubscribes must carry a legal basis
+    subscriptions: dict[str, dict[str, str]] = field(default_factory=dict)  # email -> type id -> status
     request_count: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     next_id: int = field(default=1001, init=False)
@@ -132,6 +158,28 @@ class HubSpotState:
                     self.objects[kind].pop(object_id, None)
             return True
 
+    def update_contact(self, contact_id: str, properties: Mapping[str, str]) -> _Object | None:
+        """Overwrite properties of a live contact; None if there is no such contact."""
+        with self.lock:
+            contact = self.objects["contacts"].get(contact_id)
+            if contact is None:
+                return None
+            now = _now()
+            contact.properties |= dict(properties) | {"lastmodifieddate": now}
+            contact.updated_at = now
+            return contact
+
+    def set_subscription(self, email: str, subscription_id: str, status: str) -> None:
+        """Record an address's status (``SUBSCRIBED``/``NOT_SUBSCRIBED``) in one subscription type."""
+        with self.lock:
+            self.subscriptions.setdefault(email.lower(), {})[subscription_id] = status
+
+    def subscription_status(self, email: str) -> dict[str, str]:
+        """Every subscription type's status for an address (``NOT_SUBSCRIBED`` unless recorded)."""
+        with self.lock:
+            held = self.subscriptions.get(email.lower(), {})
+            return {type_id: held.get(type_id, "NOT_SUBSCRIBED") for type_id, _, _ in SUBSCRIPTION_TYPES}
+
     def find_by_email(self, email: str) -> _Object | None:
         """The live contact whose email matches case-insensitively, if any."""
         with self.lock:
@@ -165,6 +213,9 @@ class HubSpotState:
             self.associations.clear()
             self.erased.clear()
             self.blocklist.clear()
+            self.subscriptions.clear()
+            self.contact_properties = set(CONTACT_PROPERTIES)
+            self.gdpr_enabled = True
             self.faults = Faults()
             self.request_count = 0
 
@@ -345,6 +396,99 @@ async def get_contact(request: Request, state: HubSpotState) -> Response:
     return JSONResponse(body)
 
 
+def _property_errors(state: HubSpotState, properties: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per property: does not exist, is read-only, or is not a string [codes GUESS]."""
+    errors = []
+    for name, value in properties.items():
+        if name not in state.contact_properties:
+            code, message = "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'
+        elif name in READ_ONLY:
+            code, message = "READ_ONLY_VALUE", f'"{name}" is a read only property; its value cannot be set.'
+        elif not isinstance(value, str):
+            code, message = "INVALID_OPTION", f'Property "{name}" must be a string'
+        else:
+            continue
+        errors.append({"isValid": False, "message": message, "error": code, "name": name})
+    return errors
+
+
+async def update_contact(request: Request, state: HubSpotState) -> Response:
+    """``PATCH /crm/v3/objects/contacts/{contactId}``: 200 with the object; 400, 404 or 409 otherwise."""
+    key = request.path_params["contact_id"]
+    try:
+        properties = (await _json_body(request))["properties"]
+        if not isinstance(properties, dict):
+            raise TypeError("properties must be an object")
+    except (ValueError, KeyError, TypeError) as exc:
+        return _invalid(f"Invalid input JSON: {exc}")
+    if errors := _property_errors(state, properties):
+        return _invalid(f"Property values were not valid: {errors}")
+    with state.lock:
+        by_email = request.query_params.get("idProperty") == "email"
+        contact = state.find_by_email(key) if by_email else state.objects["contacts"].get(key)
+        if contact is None:
+            return _not_found()
+        email = properties.get("email")
+        taken = state.find_by_email(email) if email else None
+        if taken is not None and taken.id != contact.id:
+            return _error(409, "CONFLICT", f"Contact already exists. Existing ID: {taken.id}")
+        updated = state.update_contact(contact.id, properties)
+    assert updated is not None
+    return JSONResponse(_public(updated, "contacts", [*DEFAULT_PROPERTIES["contacts"], *properties]))
+
+
+def _subscription_status(type_id: str, status: str) -> dict[str, Any]:
+    """A ``PublicSubscriptionStatus``."""
+    name, description = next((n, d) for i, n, d in SUBSCRIPTION_TYPES if i == type_id)
+    answer: dict[str, Any] = {"id": type_id, "name": name, "description": description, "status": status}
+    return answer | {"sourceOfStatus": "SUBSCRIPTION_STATUS", "preferenceGroupName": None}
+
+
+async def subscription_definitions(request: Request, state: HubSpotState) -> Response:
+    """``GET /communication-preferences/v3/definitions``."""
+    definitions = [
+        {"id": i, "name": n, "description": d, "purpose": "Marketing", "communicationMethod": "Email"}
+        | {"isActive": True, "isDefault": False, "isInternal": False}
+        for i, n, d in SUBSCRIPTION_TYPES
+    ]
+    return JSONResponse({"subscriptionDefinitions": definitions})
+
+
+async def subscription_status(request: Request, state: HubSpotState) -> Response:
+    """``GET /communication-preferences/v3/status/email/{emailAddress}``."""
+    email = request.path_params["email"]
+    statuses = [_subscription_status(i, s) for i, s in state.subscription_status(email).items()]
+    return JSONResponse({"recipient": email, "subscriptionStatuses": statuses})
+
+
+async def unsubscribe(request: Request, state: HubSpotState) -> Response:
+    """``POST /communication-preferences/v3/unsubscribe``: 200 with the new status, 400 if already out."""
+    try:
+        body = await _json_body(request)
+        email, type_id = body["emailAddress"], str(body["subscriptionId"])
+        if not isinstance(email, str) or "@" not in email:
+            raise ValueError("emailAddress is not an e-mail address")
+    except (ValueError, KeyError, TypeError) as exc:
+        message = (
+            "Cannot build PublicUpdateSubscriptionStatusRequest, some of required attributes are not set"
+        )
+        return _invalid(f"Invalid input JSON: {message} ({exc})")
+    basis = body.get("legalBasis")
+    if (state.gdpr_enabled and basis is None) or (basis is not None and basis not in LEGAL_BASES):
+        return _invalid("A valid legalBasis is required for GDPR enabled portals")
+    with state.lock:
+        statuses = state.subscription_status(email)
+        if type_id not in statuses:
+            return _invalid(f"Subscription {type_id} does not exist")
+        if statuses[type_id] != "SUBSCRIBED":
+            return _invalid(f"{email} is already unsubscribed from subscription {type_id}")
+        state.set_subscription(email, type_id, "NOT_SUBSCRIBED")
+    answer = _subscription_status(type_id, "NOT_SUBSCRIBED")
+    return JSONResponse(
+        answer | {"legalBasis": basis, "legalBasisExplanation": body.get("legalBasisExplanation")}
+    )
+
+
 async def gdpr_delete(request: Request, state: HubSpotState) -> Response:
     """``POST /crm/v3/objects/contacts/gdpr-delete``: 204; unknown email is blocklisted; unknown id 404."""
     try:
@@ -499,6 +643,16 @@ def create_app(state: HubSpotState) -> Starlette:
         Route("/crm/v3/objects/contacts/gdpr-delete", _vendor(gdpr_delete), methods=["POST"]),
         Route("/crm/v3/objects/contacts", _vendor(list_contacts), methods=["GET"]),
         Route("/crm/v3/objects/contacts/{contact_id}", _vendor(get_contact), methods=["GET"]),
+        Route("/crm/v3/objects/contacts/{contact_id}", _vendor(update_contact), methods=["PATCH"]),
+        Route(
+            "/communication-preferences/v3/definitions", _vendor(subscription_definitions), methods=["GET"]
+        ),
+        Route(
+            "/communication-preferences/v3/status/email/{email}",
+            _vendor(subscription_status),
+            methods=["GET"],
+        ),
+        Route("/communication-preferences/v3/unsubscribe", _vendor(unsubscribe), methods=["POST"]),
         Route("/crm/v3/objects/{object_type}/batch/read", _vendor(batch_read), methods=["POST"]),
         Route(
             "/crm/v4/objects/{object_type}/{object_id}/associations/{to_type}",

@@ -8,7 +8,15 @@ and cursor paging elsewhere (``page[size]``, ``meta.has_more``, ``links.next``) 
 bodies ``{"error": "RecordNotFound", "description": "Not found"}`` **[SPEC]**, 401
 ``{"error": "Couldn't authenticate you"}`` **[3P]**, and 429 with ``Retry-After`` (whole seconds),
 ``X-Rate-Limit`` and ``X-Rate-Limit-Remaining`` **[DOC]** and a ``text/plain`` body **[3P]**.
-The 500 body and the expired-token body are **[GUESS]**. Unverified behaviour is switched on
+The 500 body and the expired-token body are **[GUESS]**.
+
+Rectification and restriction **[SPEC** zd_users.yml**]**: ``PUT /api/v2/users/{id}`` ``{"user":
+{...}}`` (200 ``{"user"}``), ``POST /api/v2/users/{id}/identities`` ``{"identity": {"type",
+"value"}}`` (201 ``{"identity"}``), ``PUT .../identities/{id}`` (``value``, ``verified``; 200
+``{"identity"}``), ``PUT .../identities/{id}/make_primary`` (200 ``{"identities"}``); refusals are
+422 ``RecordInvalid`` with ``details`` **[3P]**. User tags **[DOC** developer.zendesk.com tags**]**:
+``GET`` (show), ``POST`` (set, 201), ``PUT`` (add), ``DELETE`` (remove, body ``{"tags"}``) on
+``/api/v2/users/{id}/tags``, each answering ``{"tags": [...]}``. Unverified behaviour is switched on
 :class:`~emulators.zendesk_state.ZendeskState` (see there). Page sizes are capped at
 ``state.page_size`` so clients must page.
 """
@@ -28,7 +36,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from emulators.faults import admin_routes, vendor_endpoint
-from emulators.zendesk_state import ZendeskState, seed_demo
+from emulators.zendesk_state import Invalid, ZendeskState, seed_demo
 
 __all__ = ["ZendeskState", "create_app", "seed_demo"]
 
@@ -316,6 +324,89 @@ async def delete_ticket(request: Request, state: ZendeskState) -> Response:
     return Response(status_code=204) if gone else _not_found()
 
 
+def _invalid(exc: Invalid) -> JSONResponse:
+    """422 ``RecordInvalid`` with the refused field in ``details`` [3P]."""
+    field, _, _ = str(exc).partition(":")
+    details = {field.lower(): [{"description": str(exc), "error": "InvalidValue"}]}
+    body = {"error": "RecordInvalid", "description": "Record validation errors", "details": details}
+    return JSONResponse(body, status_code=422)
+
+
+async def _wrapped(request: Request, key: str) -> dict[str, Any] | None:
+    """``body[key]`` as an object, or None if the body is not ``{key: {...}}``."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    inner = body.get(key) if isinstance(body, dict) else None
+    return inner if isinstance(inner, dict) else None
+
+
+def _iid(request: Request) -> int:
+    return int(request.path_params["identity_id"])
+
+
+async def update_user(request: Request, state: ZendeskState) -> Response:
+    """``PUT /api/v2/users/{user_id}`` with ``{"user": {...}}``: 200 with the user."""
+    changes = await _wrapped(request, "user")
+    if changes is None:
+        return _error(400, "InvalidValue", "user is required")
+    try:
+        user = state.update_user(_uid(request), changes)
+    except Invalid as exc:
+        return _invalid(exc)
+    return _not_found() if user is None else JSONResponse({"user": user})
+
+
+async def create_identity(request: Request, state: ZendeskState) -> Response:
+    """``POST /api/v2/users/{user_id}/identities`` with ``{"identity": {"type", "value"}}``: 201."""
+    given = await _wrapped(request, "identity")
+    if given is None:
+        return _error(400, "InvalidValue", "identity is required")
+    try:
+        identity = state.create_identity(_uid(request), given.get("type"), given.get("value"))
+    except Invalid as exc:
+        return _invalid(exc)
+    return _not_found() if identity is None else JSONResponse({"identity": identity}, status_code=201)
+
+
+async def update_identity(request: Request, state: ZendeskState) -> Response:
+    """``PUT /api/v2/users/{user_id}/identities/{id}`` with ``{"identity": {"value"|"verified"}}``."""
+    changes = await _wrapped(request, "identity")
+    if changes is None:
+        return _error(400, "InvalidValue", "identity is required")
+    try:
+        identity = state.update_identity(_uid(request), _iid(request), changes)
+    except Invalid as exc:
+        return _invalid(exc)
+    return _not_found() if identity is None else JSONResponse({"identity": identity})
+
+
+async def make_primary(request: Request, state: ZendeskState) -> Response:
+    """``PUT /api/v2/users/{user_id}/identities/{id}/make_primary``: 200 with all the identities."""
+    identities = state.make_primary(_uid(request), _iid(request))
+    return _not_found() if identities is None else JSONResponse({"identities": identities})
+
+
+def _user_tags(how: str, status: int = 200) -> Handler:
+    """``GET`` (show), ``POST`` (set), ``PUT`` (add), ``DELETE`` (remove) ``/api/v2/users/{id}/tags``."""
+
+    async def handler(request: Request, state: ZendeskState) -> Response:
+        given: Any = None
+        if how != "show":
+            try:
+                given = (await request.json())["tags"]
+            except (ValueError, KeyError, TypeError):
+                return _error(400, "InvalidValue", "tags is required")
+        try:
+            tags = state.user_tags(_uid(request), given, how=how)
+        except Invalid as exc:
+            return _invalid(exc)
+        return _not_found() if tags is None else JSONResponse({"tags": tags}, status_code=status)
+
+    return handler
+
+
 # ---- the app ----------------------------------------------------------------------------------------
 
 ENDPOINTS: list[tuple[str, str, Handler]] = [
@@ -326,6 +417,14 @@ ENDPOINTS: list[tuple[str, str, Handler]] = [
     ("GET", "/api/v2/users/{user_id:int}/tickets/ccd", _tickets(ZendeskState.ccd)),
     ("GET", "/api/v2/users/{user_id:int}/compliance_deletion_statuses", compliance_statuses),
     ("DELETE", "/api/v2/users/{user_id:int}", delete_user),
+    ("PUT", "/api/v2/users/{user_id:int}", update_user),
+    ("POST", "/api/v2/users/{user_id:int}/identities", create_identity),
+    ("PUT", "/api/v2/users/{user_id:int}/identities/{identity_id:int}", update_identity),
+    ("PUT", "/api/v2/users/{user_id:int}/identities/{identity_id:int}/make_primary", make_primary),
+    ("GET", "/api/v2/users/{user_id:int}/tags", _user_tags("show")),
+    ("POST", "/api/v2/users/{user_id:int}/tags", _user_tags("set", 201)),
+    ("PUT", "/api/v2/users/{user_id:int}/tags", _user_tags("add")),
+    ("DELETE", "/api/v2/users/{user_id:int}/tags", _user_tags("remove")),
     ("DELETE", "/api/v2/deleted_users/{user_id:int}", delete_deleted_user),
     ("GET", "/api/v2/tickets/{ticket_id:int}/comments", comments),
     ("PUT", "/api/v2/tickets/{ticket_id:int}/comments/{comment_id:int}/redact", redact),

@@ -12,6 +12,12 @@ verify is a switch on :class:`ZendeskState` (each marked **[GUESS]** or **[3P]**
 * ``search_normalises_phones``: a phone-like search query matches stored phones by digits,
   whatever their spacing **[GUESS]**.
 * ``rate_limit_json``: 429 bodies as JSON instead of the observed ``text/plain`` **[3P]**.
+
+Writes for rectification and restriction keep ``email`` and ``phone`` of a user equal to its
+primary e-mail and phone identities (the user's ``email`` is its primary e-mail identity **[DOC]**,
+``phone`` likewise **[GUESS]**);
+an e-mail identity another user holds is refused **[3P]**; tags are stored lower case with spaces
+as underscores **[GUESS]**.
 """
 
 from __future__ import annotations
@@ -28,11 +34,17 @@ from typing import Any
 from emulators.faults import Faults, TokenStore
 from emulators.internal_db import DEMO_SUBJECT, OTHER_PEOPLE
 
-__all__ = ["ZendeskState", "seed_demo"]
+__all__ = ["Invalid", "ZendeskState", "seed_demo"]
 
 Json = dict[str, Any]
 REDACTED = "\u2587"  # ▇, what Zendesk puts in place of each redacted character [SPEC]
 _PHONE_QUERY = re.compile(r"^\+?[\d\s().-]{6,}$")
+USER_WRITABLE = ("name", "phone", "notes", "details", "external_id", "locale", "time_zone", "tags")
+IDENTITY_TYPES = ("email", "phone_number", "twitter", "facebook", "google", "agent_forwarding")
+
+
+class Invalid(ValueError):
+    """A write Zendesk refuses with 422 ``RecordInvalid``; the message is the description."""
 
 
 def _now() -> str:
@@ -183,6 +195,108 @@ class ZendeskState:
 
     # ---- writes ----------------------------------------------------------------------------------
 
+    def update_user(self, user_id: int, changes: Json) -> Json | None:
+        """``PUT /users/{id}``: the writable fields; None if no such user; Invalid if refused."""
+        with self.lock:
+            user = self.users.get(user_id)
+            if user is None:
+                return None
+            if "email" in changes:  # [GUESS] strictness: the primary e-mail is an identity's business
+                raise Invalid("Email: use the user identities endpoints to change an e-mail address")
+            if "name" in changes and not str(changes["name"] or "").strip():
+                raise Invalid("Name: cannot be blank")
+            updates = {key: changes[key] for key in USER_WRITABLE if key in changes}
+            if "tags" in updates:
+                updates["tags"] = _tags(updates["tags"])
+            user |= updates | {"updated_at": _now()}
+            return dict(user)
+
+    def create_identity(self, user_id: int, kind: object, value: object) -> Json | None:
+        """``POST /users/{id}/identities``: a new, non-primary identity; None if no such user."""
+        with self.lock:
+            if user_id not in self.users:
+                return None
+            if kind not in IDENTITY_TYPES or not isinstance(value, str) or not value.strip():
+                raise Invalid("Identity: type and value are required")
+            self._refuse_duplicate(user_id, str(kind), value)
+            primary = not any(i["type"] == kind for i in self.identities[user_id])
+            iid = self.add_identity(user_id, str(kind), value.strip(), primary=primary)
+            self._sync(user_id)
+            return self._identity(user_id, iid)
+
+    def update_identity(self, user_id: int, identity_id: int, changes: Json) -> Json | None:
+        """``PUT /users/{id}/identities/{id}``: ``value`` and ``verified`` (never ``primary``)."""
+        with self.lock:
+            identity = self._identity(user_id, identity_id)
+            if identity is None:
+                return None
+            if "value" in changes:
+                value = changes["value"]
+                if not isinstance(value, str) or not value.strip():
+                    raise Invalid("Value: cannot be blank")
+                self._refuse_duplicate(user_id, identity["type"], value, identity_id)
+                identity["value"] = value.strip()
+            if isinstance(changes.get("verified"), bool):
+                identity["verified"] = changes["verified"]
+            identity["updated_at"] = _now()
+            self._sync(user_id)
+            return dict(identity)
+
+    def make_primary(self, user_id: int, identity_id: int) -> list[Json] | None:
+        """``PUT .../make_primary``: the identity becomes its type's primary; all identities."""
+        with self.lock:
+            chosen = self._identity(user_id, identity_id)
+            if chosen is None:
+                return None
+            for identity in self.identities[user_id]:
+                if identity["type"] == chosen["type"]:
+                    identity["primary"] = identity is chosen
+            self._sync(user_id)
+            return [dict(i) for i in self.identities[user_id]]
+
+    def user_tags(
+        self, user_id: int, tags: Sequence[str] | None = None, *, how: str = "show"
+    ) -> list[str] | None:
+        """Show, ``set``, ``add`` or ``remove`` a user's tags; the tags after; None if no such user."""
+        with self.lock:
+            user = self.users.get(user_id)
+            if user is None:
+                return None
+            held, given = list(user["tags"]), _tags(tags or [])
+            if how == "set":
+                held = given
+            elif how == "add":
+                held += [t for t in given if t not in held]
+            elif how == "remove":
+                held = [t for t in held if t not in given]
+            if held != user["tags"]:
+                user["tags"] = held
+                user["updated_at"] = _now()
+            return list(held)
+
+    def _identity(self, user_id: int, identity_id: int) -> Json | None:
+        if user_id not in self.users:
+            return None
+        return next((i for i in self.identities.get(user_id, []) if i["id"] == identity_id), None)
+
+    def _refuse_duplicate(self, user_id: int, kind: str, value: str, own: int | None = None) -> None:
+        """An e-mail is one identity in the account; a value once per user otherwise [3P]."""
+        wanted = value.strip().lower()
+        for uid, identities in self.identities.items():
+            for identity in identities:
+                same = identity["type"] == kind and str(identity["value"]).lower() == wanted
+                if same and identity["id"] != own and (kind == "email" or uid == user_id):
+                    raise Invalid(f"Value: {value} is already being used by another user")
+
+    def _sync(self, user_id: int) -> None:
+        """The user's ``email`` and ``phone`` are its primary e-mail and phone identities."""
+        user = self.users[user_id]
+        for kind, key in (("email", "email"), ("phone_number", "phone")):
+            primary = next((i for i in self.identities[user_id] if i["type"] == kind and i["primary"]), None)
+            if primary is not None:
+                user[key] = primary["value"]
+        user["updated_at"] = _now()
+
     def redact(self, ticket_id: int, comment_id: int, text: str) -> Json | None:
         """Replace every occurrence of ``text`` in a comment with ▇; None if there is no such comment."""
         with self.lock:
@@ -295,6 +409,13 @@ class ZendeskState:
                 "deleted_tickets": len(self.deleted_tickets),
                 "comments": comments,
             }
+
+
+def _tags(tags: object) -> list[str]:
+    """Tags as Zendesk keeps them: lower case, spaces as underscores, each once [GUESS]."""
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise Invalid("Tags: must be a list of strings")
+    return list(dict.fromkeys(t.strip().lower().replace(" ", "_") for t in tags if t.strip()))
 
 
 # ---- the demo account -------------------------------------------------------------------------------

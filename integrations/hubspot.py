@@ -6,22 +6,49 @@
   (``POST /crm/v3/objects/{type}/batch/read``). Every list is followed to its last page.
 * erase: ``POST /crm/v3/objects/contacts/gdpr-delete`` per contact, which removes the contact and
   its associated content; 404 (already deleted) counts as success.
+* rectify (Art. 16): the contacts found as lookup finds them, each updated with
+  ``PATCH /crm/v3/objects/contacts/{id}`` ``{"properties": {...}}`` **[SPEC** hs_contacts_v3.json:
+  "Provided property values will be overwritten. Read-only and non-existent properties will result
+  in an error"**]**: name -> ``firstname``/``lastname`` (split on the last space), email -> ``email``,
+  phone -> ``phone`` (and ``mobilephone`` where that held the subject's old number). A contact that
+  already holds the values is not written.
+* restrict (Art. 18): HubSpot has no restriction feature, so a custom contact property (config
+  ``restriction_property``, a single checkbox, default ``dsar_processing_restricted``) is set to
+  ``"true"``, and to ``"false"`` to lift it, by the same PATCH. The portal must define the property;
+  HubSpot refuses a non-existent one with 400, which is reported as such. Set the option to null and
+  restriction is an operator's task (NeedsOperator).
+* suppress (Art. 21(2)): communication preferences v3 **[DOC** developers.hubspot.com
+  api-reference/legacy/communication-preferences/v3**]**: ``GET
+  /communication-preferences/v3/status/email/{emailAddress}`` lists the subscription types and the
+  address's status in each; ``POST /communication-preferences/v3/unsubscribe`` ``{emailAddress,
+  subscriptionId, legalBasis, legalBasisExplanation}`` for each one ``SUBSCRIBED`` (legal basis
+  "required for GDPR enabled portals" **[CLIENT** hubspot-api-ruby
+  PublicUpdateSubscriptionStatusRequest**]**). A repeat answers 400 "... is already unsubscribed
+  from subscription ..." **[3P** ethyca/fides PR 5237, client code**]**, which counts as done.
+  Statuses are kept by e-mail address: the subject's and those of the contacts found; with none,
+  an operator must look (NeedsOperator).
 
-Auth is a private-app token sent as ``Authorization: Bearer``.
+Rectify, restrict and suppress count what they changed (``contact`` or ``subscription``), so a
+repeat reports 0. Auth is a private-app token sent as ``Authorization: Bearer``. The status path
+carries an e-mail address, so httpx's request log has such path segments masked here.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote, unquote
 
 import httpx
 from pydantic import BaseModel, SecretStr
 
 from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
-from integrations.errors import MalformedResponse, PermanentError
+from integrations.errors import MalformedResponse, NeedsOperator, PermanentError
 from integrations.http import DEFAULT_POLICY, BearerAuth, HttpPolicy, VendorHttp
+from integrations.matching import normal_phone
+from integrations.rights import Corrections, RightOutcome
 
 __all__ = ["HubSpotCRM", "HubSpotConfig", "from_config"]
 
@@ -52,8 +79,45 @@ ASSOCIATED: dict[str, tuple[str, tuple[str, ...]]] = {
     "deal": ("deals", ("dealname", "amount", "closedate", "pipeline", "dealstage", "createdate")),
 }
 SEARCH_PAGE, ASSOCIATION_PAGE, BATCH_SIZE = 100, 500, 100
+DEFAULT_RESTRICTION_PROPERTY = "dsar_processing_restricted"
+STATUS_PATH = "/communication-preferences/v3/status/email/"
+UNSUBSCRIBE_PATH = "/communication-preferences/v3/unsubscribe"
+LEGAL_BASIS = "LEGITIMATE_INTEREST_OTHER"
+LEGAL_BASIS_EXPLANATION = "The data subject objected to direct marketing (GDPR Art. 21(2), Art. 7(3))."
+RESTRICT_BY_HAND = (
+    "HubSpot has no restriction feature and no restriction property is configured: mark the"
+    " subject's contacts restricted by hand (e.g. a custom property or a static list that every"
+    " workflow and export excludes), or lift that mark, and record what was done."
+)
+SUPPRESS_BY_HAND = (
+    "HubSpot keeps subscriptions by e-mail address and none is known for the subject: find the"
+    " subject's contacts by phone in HubSpot, opt them out of marketing e-mail, SMS and WhatsApp"
+    " subscriptions, and record what was done."
+)
 
 FieldValue = str | int | float | bool | None
+
+
+class _NoEmailInHttpxPath(logging.Filter):
+    """Mask path segments holding an e-mail address in httpx's request log (the status path has one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's URL arguments; never drop a record."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(_masked_url(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+def _masked_url(url: httpx.URL) -> httpx.URL:
+    segments = url.path.split("/")
+    if not any("@" in unquote(segment) for segment in segments):
+        return url
+    return url.copy_with(path="/".join("masked" if "@" in unquote(seg) else seg for seg in segments))
+
+
+_HTTPX_LOG = logging.getLogger("httpx")
+if not any(isinstance(f, _NoEmailInHttpxPath) for f in _HTTPX_LOG.filters):
+    _HTTPX_LOG.addFilter(_NoEmailInHttpxPath())
 
 
 class HubSpotConfig(BaseModel):
@@ -61,6 +125,8 @@ class HubSpotConfig(BaseModel):
 
     base_url: str = "https://api.hubapi.com"
     token: SecretStr
+    # A single-checkbox contact property marking restricted processing (Art. 18); None: by hand.
+    restriction_property: str | None = DEFAULT_RESTRICTION_PROPERTY
 
 
 class HubSpotCRM:
@@ -77,8 +143,10 @@ class HubSpotCRM:
         policy: HttpPolicy = DEFAULT_POLICY,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        restriction_property: str | None = DEFAULT_RESTRICTION_PROPERTY,
     ) -> None:
         self.name = name
+        self.restriction_property = restriction_property
         self._http = VendorHttp(
             system=name,
             base_url=base_url,
@@ -124,13 +192,108 @@ class HubSpotCRM:
         counts = {category: len(ids) for category, ids in erased.items()}
         return ErasureOutcome(system=self.name, method="gdpr-delete", counts=counts)
 
+    def rectify(self, subject: Subject, corrections: Corrections) -> RightOutcome:
+        """Overwrite name, e-mail and phone in every matching contact that does not hold them yet."""
+        changed = 0
+        for contact in self._find_contacts(subject):
+            properties = _corrected(contact["properties"], subject, corrections)
+            if properties:
+                self._patch(contact["id"], properties)
+                changed += 1
+        return RightOutcome(system=self.name, method="patch contact", counts={"contact": changed})
+
+    def restrict(self, subject: Subject) -> RightOutcome:
+        """Set the restriction property to "true" on every matching contact."""
+        return self._mark(subject, "true", "restrict")
+
+    def lift_restriction(self, subject: Subject) -> RightOutcome:
+        """Set the restriction property to "false" on every matching contact that has it set."""
+        return self._mark(subject, "false", "lift restriction")
+
+    def suppress(self, subject: Subject) -> RightOutcome:
+        """Unsubscribe the subject's e-mail addresses from every subscription type they are in."""
+        emails = dict.fromkeys([subject.email.lower()] if subject.email else [])
+        for contact in self._find_contacts(subject):
+            email = contact["properties"].get("email")
+            if isinstance(email, str) and email.strip():
+                emails.setdefault(email.strip().lower())
+        if not emails:
+            raise NeedsOperator(
+                f"{self.name}: no e-mail address to unsubscribe",
+                system=self.name,
+                instructions=SUPPRESS_BY_HAND,
+            )
+        unsubscribed = 0
+        for email in emails:
+            for subscription_id in self._subscribed(email):
+                unsubscribed += self._unsubscribe(email, subscription_id)
+        method = "unsubscribe (communication preferences v3)"
+        return RightOutcome(system=self.name, method=method, counts={"subscription": unsubscribed})
+
     def close(self) -> None:
         """Release connections."""
         self._http.close()
 
+    # ---- rights -----------------------------------------------------------------------------------
+
+    def _mark(self, subject: Subject, value: str, what: str) -> RightOutcome:
+        """Set the restriction property to ``value`` on every matching contact not holding it."""
+        prop = self.restriction_property
+        if not prop:
+            raise NeedsOperator(
+                f"{self.name}: {what} by hand", system=self.name, instructions=RESTRICT_BY_HAND
+            )
+        changed = 0
+        for contact in self._find_contacts(subject, extra=(prop,)):
+            held = contact["properties"].get(prop)
+            if str(held or "false").lower() != value:
+                self._patch(contact["id"], {prop: value}, refused=f"the portal refused property {prop!r}")
+                changed += 1
+        return RightOutcome(system=self.name, method=f"{what} ({prop})", counts={"contact": changed})
+
+    def _patch(self, contact_id: str, properties: Mapping[str, str], *, refused: str = "") -> None:
+        """``PATCH`` one contact's properties; the answer must be the updated object."""
+        path = f"/crm/v3/objects/contacts/{contact_id}"
+        try:
+            response = self._http.request("PATCH", path, json={"properties": dict(properties)})
+        except PermanentError as exc:
+            if not refused or exc.status_code != 400:
+                raise
+            raise PermanentError(f"{self.name}: {refused}", system=self.name, status_code=400) from exc
+        payload = self._http.parse_object(response)
+        self._results({"results": [payload]})
+
+    def _subscribed(self, email: str) -> list[str]:
+        """Ids of the subscription types the address is ``SUBSCRIBED`` to."""
+        payload = self._http.get_json(STATUS_PATH + quote(email, safe="@"))
+        out: list[str] = []
+        for status in self._list(payload, "subscriptionStatuses"):
+            subscription_id, state = status.get("id"), status.get("status")
+            if isinstance(subscription_id, bool) or not isinstance(subscription_id, str | int):
+                raise self._malformed("subscription status without id")
+            if not isinstance(state, str):
+                raise self._malformed("subscription status without status")
+            if state == "SUBSCRIBED":
+                out.append(str(subscription_id))
+        return out
+
+    def _unsubscribe(self, email: str, subscription_id: str) -> int:
+        """Unsubscribe from one type: 1 if done now, 0 if HubSpot says it was done before."""
+        body = {"emailAddress": email, "subscriptionId": subscription_id, "legalBasis": LEGAL_BASIS}
+        body["legalBasisExplanation"] = LEGAL_BASIS_EXPLANATION
+        response = self._http.request("POST", UNSUBSCRIBE_PATH, json=body, expected=(200, 400))
+        payload = self._http.parse_object(response)
+        if response.status_code == 400:
+            if "already unsubscribed" in str(payload.get("message", "")).lower():
+                return 0
+            raise PermanentError(f"{self.name}: unsubscribe refused", system=self.name, status_code=400)
+        if payload.get("status") != "NOT_SUBSCRIBED":
+            raise self._malformed("unsubscribe answer is not NOT_SUBSCRIBED")
+        return 1
+
     # ---- contacts ---------------------------------------------------------------------------------
 
-    def _find_contacts(self, subject: Subject) -> list[dict[str, Any]]:
+    def _find_contacts(self, subject: Subject, extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Contacts matching the subject's email, phone or mobile phone, each once."""
         groups = _filter_groups(subject)
         if not groups:
@@ -138,7 +301,7 @@ class HubSpotCRM:
         # The spec requires `sorts` and `after` although the live API tolerates their absence.
         body = {
             "filterGroups": groups,
-            "properties": list(CONTACT_PROPERTIES),
+            "properties": list(dict.fromkeys(CONTACT_PROPERTIES + extra)),
             "limit": SEARCH_PAGE,
             "sorts": [],
         }
@@ -264,7 +427,33 @@ def from_config(
         token=config.token.get_secret_value(),
         policy=policy,
         transport=transport,
+        restriction_property=config.restriction_property,
     )
+
+
+def _corrected(held: Mapping[str, Any], subject: Subject, corrections: Corrections) -> dict[str, str]:
+    """The properties to write so a contact holds ``corrections``; empty if it holds them already."""
+    wanted: dict[str, str] = {}
+    if corrections.name:
+        first, _, last = corrections.name.strip().rpartition(" ")
+        wanted |= {"firstname": first, "lastname": last} if first else {"firstname": last, "lastname": ""}
+    if corrections.email:
+        wanted["email"] = corrections.email
+    if corrections.phone:
+        wanted["phone"] = corrections.phone
+        old = normal_phone(subject.phone)
+        if old and normal_phone(held.get("mobilephone")) == old:
+            wanted["mobilephone"] = corrections.phone
+    return {key: value for key, value in wanted.items() if not _same(key, held.get(key), value)}
+
+
+def _same(key: str, held: object, value: str) -> bool:
+    """Whether a held property already has the corrected value (e-mails by case, phones by number)."""
+    if key == "email":
+        return isinstance(held, str) and held.strip().lower() == value.lower()
+    if key in ("phone", "mobilephone"):
+        return normal_phone(held) is not None and normal_phone(held) == normal_phone(value)
+    return (held or "") == value
 
 
 def _filter_groups(subject: Subject) -> list[dict[str, Any]]:

@@ -13,8 +13,28 @@
   ``compliance_deletion_statuses`` go into the outcome's ``method``. Closed tickets cannot be
   redacted: erasure then stops before deleting anything (PermanentError), for a human to decide.
 
+* rectify (Art. 16), per matching user **[SPEC** zd_users.yml**]**: name and phone by ``PUT
+  /api/v2/users/{id}`` ``{"user": {"name", "phone"}}``; a phone identity holding the subject's old
+  number gets the new one (``PUT .../identities/{id}`` ``{"identity": {"value"}}``, which may
+  "update the ``value`` property"). The e-mail: "a user's primary email address is controlled
+  through the User Identities endpoints ... to update an existing email address, including the
+  existing primary email address, use the Update Identity endpoint" **[DOC** support.zendesk.com
+  article 4408885830682**]**, so the identity holding the subject's old e-mail gets the new value;
+  without one, the new address is added to the first matching user (``POST .../identities``
+  ``{"identity": {"type": "email", "value", "skip_verify_email": true}}``, 201): an e-mail is one
+  identity in the whole account, so only one of the subject's users can hold it (one held by someone
+  else is refused, 422, for a human to sort out). The corrected address then becomes primary (``PUT
+  .../identities/{id}/make_primary``, 200 with the identities), as primary is not changed by Update
+  Identity **[SPEC]**. Nothing is written where the values are already held.
+* restrict (Art. 18): Zendesk has no restriction feature; the users are tagged (config
+  ``restriction_tag``, default ``dsar_restricted``) with Add Tags ``PUT /api/v2/users/{id}/tags``
+  ``{"tags": [...]}`` and the tag is lifted with Remove Tags ``DELETE /api/v2/users/{id}/tags``, both
+  200 ``{"tags": [...]}`` **[DOC** developer.zendesk.com tags: "You must enable the tagging of users
+  and organizations"**]**; the users' ``tags`` say whether a call is needed. Set the option to null
+  and restriction is an operator's task (NeedsOperator). Zendesk sends no marketing: no suppression.
+
 Categories: ``user``, ``identity``, ``ticket`` (requested), ``cc_ticket`` (cc'd on someone else's),
-``comment``.
+``comment``. Rectify and restrict count the users they changed (``user``), so a repeat reports 0.
 """
 
 from __future__ import annotations
@@ -30,9 +50,10 @@ import httpx
 from pydantic import BaseModel, SecretStr, model_validator
 
 from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
-from integrations.errors import PermanentError
+from integrations.errors import NeedsOperator, PermanentError
 from integrations.http import DEFAULT_POLICY, HttpPolicy, VendorHttp
 from integrations.matching import normal_phone
+from integrations.rights import Corrections, RightOutcome
 from integrations.zendesk_api import ClientCredentials, ZendeskApi, make_auth
 from integrations.zendesk_match import Needles, extend, hits, is_match, search_terms
 
@@ -48,6 +69,12 @@ IDENTITY_FIELDS = ("id", "user_id", "type", "value", "verified", "primary", "cre
 TICKET_FIELDS: tuple[str, ...] = ("id", "subject", "description", "status", "priority", "type")
 TICKET_FIELDS += ("requester_id", "submitter_id", "assignee_id", "collaborator_ids", "tags", "created_at")
 COMMENT_FIELDS = ("id", "ticket_id", "type", "author_id", "body", "public", "attachments", "created_at")
+DEFAULT_RESTRICTION_TAG = "dsar_restricted"
+RESTRICT_BY_HAND = (
+    "No restriction tag is configured for Zendesk: mark the subject's users restricted by hand"
+    " (e.g. a tag or user field that triggers, views and exports exclude), or lift that mark, and"
+    " record what was done."
+)
 
 
 class ZendeskConfig(BaseModel):
@@ -60,6 +87,8 @@ class ZendeskConfig(BaseModel):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     scope: str = "read write"
+    # The user tag marking restricted processing (Art. 18); None: by hand.
+    restriction_tag: str | None = DEFAULT_RESTRICTION_TAG
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> Self:
@@ -112,8 +141,10 @@ class ZendeskSupport:
         policy: HttpPolicy = DEFAULT_POLICY,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        restriction_tag: str | None = DEFAULT_RESTRICTION_TAG,
     ) -> None:
         self.name = name
+        self.restriction_tag = restriction_tag
         credentials = {"agent_email": agent_email, "api_token": api_token, "oauth_token": oauth_token}
         credentials |= {"client_id": client_id, "client_secret": client_secret, "scope": scope}
         self._auth = make_auth(name, base_url, credentials, transport=transport, timeout_s=policy.timeout_s)
@@ -164,11 +195,131 @@ class ZendeskSupport:
         method = f"permanent-delete+redact (compliance: {compliance})"
         return ErasureOutcome(system=self.name, method=method, counts=erased, retained=retained)
 
+    def rectify(self, subject: Subject, corrections: Corrections) -> RightOutcome:
+        """Write the corrected name, phone and e-mail into every matching user not holding them."""
+        wanted = self._wanted(subject)
+        matched = list(self._matching_users(wanted))
+        changed: set[int] = set()
+        for user, identities in matched:
+            wrote_user = self._rectify_user(user, corrections)
+            if self._rectify_phones(user["id"], identities, wanted, corrections) or wrote_user:
+                changed.add(user["id"])
+        if corrections.email and matched:
+            changed |= self._rectify_email(matched, wanted, corrections.email)
+        method = "update user and identities"
+        return RightOutcome(system=self.name, method=method, counts={"user": len(changed)})
+
+    def restrict(self, subject: Subject) -> RightOutcome:
+        """Add the restriction tag to every matching user."""
+        return self._tag(subject, add=True)
+
+    def lift_restriction(self, subject: Subject) -> RightOutcome:
+        """Remove the restriction tag from every matching user."""
+        return self._tag(subject, add=False)
+
     def close(self) -> None:
         """Release connections."""
         self._api.http.close()
         if isinstance(self._auth, ClientCredentials):
             self._auth.close()
+
+    # ---- rights -----------------------------------------------------------------------------------
+
+    def _rectify_user(self, user: Json, corrections: Corrections) -> bool:
+        """``PUT /users/{id}`` with the name and phone the user does not hold yet."""
+        fields: Json = {}
+        if corrections.name and str(user.get("name") or "").strip() != corrections.name.strip():
+            fields["name"] = corrections.name.strip()
+        if corrections.phone and normal_phone(user.get("phone")) != normal_phone(corrections.phone):
+            fields["phone"] = corrections.phone
+        if not fields:
+            return False
+        answer = self._api.http.parse_object(
+            self._api.http.request("PUT", f"/api/v2/users/{user['id']}", json={"user": fields})
+        )
+        self._one(answer, "user")
+        return True
+
+    def _rectify_phones(
+        self, user_id: int, identities: list[Json], wanted: Needles, corrections: Corrections
+    ) -> bool:
+        """Phone identities holding the subject's old number get the corrected one."""
+        if not corrections.phone:
+            return False
+        new = normal_phone(corrections.phone)
+        stale = [
+            i
+            for i in identities
+            if "phone" in str(i.get("type", "")) and normal_phone(i.get("value")) in wanted.phones - {new}
+        ]
+        for identity in stale:
+            self._update_identity(user_id, identity["id"], corrections.phone)
+        return bool(stale)
+
+    def _rectify_email(self, matched: list[tuple[Json, list[Json]]], wanted: Needles, email: str) -> set[int]:
+        """The corrected e-mail, held by one of the users (an e-mail is one identity in the account), primary.
+
+        The identity holding the subject's old e-mail gets the new value; without one, the new
+        address is added to the first matching user. The ids of the users changed.
+        """
+        new = email.lower()
+        found = [(user, i) for user, identities in matched for i in identities if i.get("type") == "email"]
+        holders = [(user, i) for user, i in found if str(i.get("value", "")).lower() == new]
+        stale = [(user, i) for user, i in found if str(i.get("value", "")).lower() in wanted.emails - {new}]
+        changed: set[int] = set()
+        if not holders:
+            user = stale[0][0] if stale else matched[0][0]
+            if stale:
+                identity = self._update_identity(user["id"], stale[0][1]["id"], email)
+            else:
+                body = {"identity": {"type": "email", "value": email, "skip_verify_email": True}}
+                path = f"/api/v2/users/{user['id']}/identities"
+                response = self._api.http.request("POST", path, json=body, expected=(201,))
+                identity = self._one(self._api.http.parse_object(response), "identity")
+            changed.add(user["id"])
+            holders = [(user, identity)]
+        for user, identity in holders:
+            if identity.get("primary") is not True:
+                path = f"/api/v2/users/{user['id']}/identities/{identity['id']}/make_primary"
+                answer = self._api.http.parse_object(self._api.http.request("PUT", path))
+                self._api.objects(answer, "identities")
+                changed.add(user["id"])
+        return changed
+
+    def _update_identity(self, user_id: int, identity_id: int, value: str) -> Json:
+        """``PUT .../identities/{id}`` with a new value; the updated identity."""
+        path = f"/api/v2/users/{user_id}/identities/{identity_id}"
+        response = self._api.http.request("PUT", path, json={"identity": {"value": value}})
+        return self._one(self._api.http.parse_object(response), "identity")
+
+    def _tag(self, subject: Subject, *, add: bool) -> RightOutcome:
+        """Add (or remove) the restriction tag on every matching user that lacks (or has) it."""
+        tag = self.restriction_tag
+        what = "restrict" if add else "lift restriction"
+        if not tag:
+            raise NeedsOperator(
+                f"{self.name}: {what} by hand", system=self.name, instructions=RESTRICT_BY_HAND
+            )
+        changed = 0
+        for user, _ in list(self._matching_users(self._wanted(subject))):
+            tags = user.get("tags")
+            if not isinstance(tags, list):
+                raise self._api.malformed("user without a tag list")
+            if (tag in tags) == add:
+                continue
+            method = "PUT" if add else "DELETE"
+            response = self._api.http.request(
+                method, f"/api/v2/users/{user['id']}/tags", json={"tags": [tag]}
+            )
+            held = self._api.http.parse_object(response).get("tags")
+            if not isinstance(held, list) or (tag in held) != add:
+                raise self._api.malformed("tag answer does not show the change")
+            changed += 1
+        return RightOutcome(system=self.name, method=f"{what} (user tag {tag})", counts={"user": changed})
+
+    def _one(self, body: Json, key: str) -> Json:
+        """``body[key]`` as an object with an integer id, or MalformedResponse."""
+        return self._api.objects({key: [body.get(key)]}, key)[0]
 
     # ---- finding ----------------------------------------------------------------------------------
 
@@ -266,6 +417,7 @@ def from_config(
         scope=config.scope,
         policy=policy,
         transport=transport,
+        restriction_tag=config.restriction_tag,
     )
 
 

@@ -15,13 +15,20 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dsar import document_store, runtime
+from dsar import document_store, recipients, runtime
 from dsar.calendar import OSLO
-from dsar.documents import AccessReport, DeletionCertificate, ErasureSection, SystemSection
+from dsar.documents import (
+    AccessReport,
+    DeletionCertificate,
+    ErasureSection,
+    KeptData,
+    RecipientNotice,
+    SystemSection,
+)
 from dsar.export import attach_to_pdf, build_export
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import chain_head
-from dsar.ledger.models import Document, Event, Request, SystemResult, SystemStatus
+from dsar.ledger.models import Document, Event, Request, RetainedData, SystemResult, SystemStatus
 from dsar.runtime import Runtime
 from integrations.base import Record
 
@@ -149,6 +156,13 @@ def _certificate_pdf(rt: Runtime, session: Session, request: Request) -> bytes:
 
 def _certificate_html(rt: Runtime, session: Session, request: Request) -> str:
     today = _today()
+    kept: dict[str, tuple[KeptData, ...]] = {}
+    stmt = select(RetainedData).where(RetainedData.request_id == request.id).order_by(RetainedData.id)
+    for row in session.scalars(stmt):
+        kept[row.system] = (
+            *kept.get(row.system, ()),
+            KeptData(row.category, row.count, row.basis, row.until),
+        )
     certificate = DeletionCertificate(
         request_id=request.id,
         language=request.language,
@@ -156,8 +170,13 @@ def _certificate_html(rt: Runtime, session: Session, request: Request) -> str:
         received=request.received_date,
         due=repo.effective_due_date(request, today),
         completed=today,
-        systems=tuple(_erasure_section(rt, row) for row in request.systems),
+        systems=tuple(_erasure_section(rt, row, kept.get(row.system, ())) for row in request.systems),
         chain_hash=chain_head(session, request.id),
+        recipients=tuple(
+            RecipientNotice(n.vendor, n.contact, n.systems, n.sent_at.astimezone(OSLO).date())
+            for n in recipients.notices(session, request.id)
+            if n.action == "erasure" and n.sent_at is not None
+        ),
     )
     return rt.renderer.render_certificate(certificate)
 
@@ -190,7 +209,7 @@ _OUTCOME = {
 }
 
 
-def _erasure_section(rt: Runtime, row: SystemResult) -> ErasureSection:
+def _erasure_section(rt: Runtime, row: SystemResult, kept: tuple[KeptData, ...]) -> ErasureSection:
     outcome = _OUTCOME.get(row.status, "failed")
     counts = row.erased_counts if row.status is SystemStatus.ERASED else row.counts
     return ErasureSection(
@@ -205,6 +224,7 @@ def _erasure_section(rt: Runtime, row: SystemResult) -> ErasureSection:
         retained=dict(row.retained_counts),
         operator=row.operator,
         register=next((spec.register for spec in rt.specs if spec.name == row.system), None),
+        kept=kept,
     )
 
 

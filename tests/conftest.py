@@ -36,6 +36,8 @@ def make_settings(var_dir: Path, **overrides: object) -> Settings:
         "var_dir": var_dir,
         "encryption_key": Fernet.generate_key().decode(),
         "hash_key": "test-hash-key",
+        # Erasure tests approve their plans by policy; tests/test_erasure.py answers the form instead.
+        "erasure_approval": "automatic",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

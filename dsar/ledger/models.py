@@ -36,12 +36,15 @@ __all__ = [
     "Event",
     "IdentityCheck",
     "IdentityStatus",
+    "LegalHold",
     "MailStatus",
     "OpenRequestKey",
     "OutboxMail",
     "Request",
     "RequestStatus",
     "RequestType",
+    "RetainedData",
+    "Suppression",
     "Suspension",
     "SystemResult",
     "SystemStatus",
@@ -97,6 +100,8 @@ class SystemStatus(enum.StrEnum):
     MANUAL = "manual"  # answered by a named operator
     RETAINED = "retained"
     AWAITING_OPERATOR = "awaiting_operator"  # no API: waiting for an operator's answer
+    APPLIED = "applied"  # a rectification, restriction or suppression was carried out
+    NOT_APPLICABLE = "not_applicable"  # the right does not concern this system (e.g. no marketing)
 
     @property
     def is_definite(self) -> bool:
@@ -122,6 +127,7 @@ class Request(Base):
     ticket_ref: Mapped[str | None] = mapped_column(String(128))
     language: Mapped[str] = mapped_column(String(2), default="nb")
     subject_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    details_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)  # corrections, controller
     email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     closed_at: Mapped[datetime | None] = mapped_column()
@@ -294,8 +300,60 @@ class AlertSent(Base):
     message_id: Mapped[str] = mapped_column(String(200))
 
 
+class LegalHold(Base):
+    """An operator's hold on erasure for legal claims (GDPR Art. 17(3)(e)); ``system`` None = all."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    system: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(500))  # the claim's reference; no personal data
+    placed_by: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime] = mapped_column()
+    released_by: Mapped[str | None] = mapped_column(String(200))
+    released_at: Mapped[datetime | None] = mapped_column()
+
+
+class RetainedData(Base):
+    """What an erasure kept on purpose in one system: category, count, legal basis, until when.
+
+    ``status`` is ``kept`` until the retention job ends it: ``erased`` (by the system's API or
+    confirmed by a named operator). ``until`` is None while a legal hold (``hold_id``) lasts.
+    """
+
+    __tablename__ = "retained_data"
+    __table_args__ = (UniqueConstraint("request_id", "system", "category"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    system: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer)
+    basis: Mapped[str] = mapped_column(String(300))
+    until: Mapped[date | None] = mapped_column(Date)
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("legal_holds.id"))
+    status: Mapped[str] = mapped_column(String(16))  # kept | erased
+    kept_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    ended_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Suppression(Base):
+    """A keyed hash of an identifier that must never get direct marketing again (Art. 21(2), 7(3))."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)  # "email:<hash>" | "phone:<hash>"
+    reason: Mapped[str] = mapped_column(String(32))  # objection | consent_withdrawn
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("requests.id"))
+    created_at: Mapped[datetime] = mapped_column()
+
+
 # What the deadline watch's scan (dsar.alerts) reads through: open requests by due date, systems
 # and suspensions in a waiting state.
 Index("ix_requests_status_due_date", Request.status, Request.due_date)
 Index("ix_system_results_status", SystemResult.status)
 Index("ix_suspensions_ended_on", Suspension.ended_on)
+Index("ix_retained_data_status_until", RetainedData.status, RetainedData.until)

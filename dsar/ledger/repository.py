@@ -7,6 +7,7 @@ the ledger and its audit trail never disagree.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -83,8 +84,13 @@ def register_request(
     received_at: datetime,
     ticket_ref: str | None = None,
     language: str = "nb",
+    details: Mapping[str, Any] | None = None,
 ) -> Request:
-    """Create a request with its statutory due date; refuse an identical open one."""
+    """Create a request with its statutory due date; refuse an identical open one.
+
+    ``details`` (corrections asked for, the controller a processor-only request belongs to) are
+    stored encrypted, like the subject.
+    """
     email_hash, phone_hash = keys.hash(subject.email), keys.hash(subject.phone)
     existing = _open_duplicate(session, request_type, email_hash, phone_hash)
     if existing is not None:
@@ -105,6 +111,7 @@ def register_request(
         subject_ciphertext=keys.cipher.encrypt_json(
             {"email": subject.email, "phone": subject.phone, "name": subject.name}
         ),
+        details_ciphertext=keys.cipher.encrypt_json(dict(details)) if details else None,
     )
     session.add(request)
     session.flush()
@@ -120,6 +127,7 @@ def register_request(
             "ticket": ticket_ref,
             "language": language,
             "identifiers": [k for k in ("email", "phone", "name") if getattr(subject, k)],
+            "details": sorted(details or {}),
         },
     )
     return request
@@ -190,6 +198,12 @@ def load_subject(session: Session, *, keys: Keys, request_id: str) -> Subject:
     """Decrypt the request's subject identifiers (keep the result out of Prefect)."""
     values: dict[str, Any] = keys.cipher.decrypt_json(get_request(session, request_id).subject_ciphertext)
     return Subject(email=values.get("email"), phone=values.get("phone"), name=values.get("name"))
+
+
+def load_details(session: Session, *, keys: Keys, request_id: str) -> dict[str, Any]:
+    """The request's details (decrypted): ``corrections``, ``controller``; empty when none."""
+    sealed = get_request(session, request_id).details_ciphertext
+    return dict(keys.cipher.decrypt_json(sealed)) if sealed else {}
 
 
 def set_status(
