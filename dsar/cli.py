@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dsar.calendar import OSLO, due_date
+from dsar.cli_retention import hold_app, retention_app
+from dsar.cli_rights import erasure_plan, restriction_app, suppression_app
 from dsar.errors import BadInput
 from dsar.settings import Settings
 from integrations.errors import ConfigurationError
@@ -94,13 +96,28 @@ def deadline(
 
 @app.command()
 def submit(
-    request_type: Annotated[str, typer.Option("--type", help="access | erasure")],
+    request_type: Annotated[
+        str,
+        typer.Option(
+            "--type", help="access | erasure | rectification | restriction | objection | portability"
+        ),
+    ],
     email: Annotated[str | None, typer.Option(help="the subject's e-mail address")] = None,
     phone: Annotated[str | None, typer.Option(help="the subject's phone number")] = None,
     name: Annotated[str | None, typer.Option(help="the subject's name")] = None,
     ticket: Annotated[str | None, typer.Option(help="the ticket it arrived in")] = None,
     language: Annotated[str, typer.Option(help="nb | en, for everything the subject reads")] = "nb",
     no_start: Annotated[bool, typer.Option("--no-start", help="register only; start the flow later")] = False,
+    correct_name: Annotated[str | None, typer.Option(help="rectification: the corrected name")] = None,
+    correct_email: Annotated[str | None, typer.Option(help="rectification: the corrected e-mail")] = None,
+    correct_phone: Annotated[str | None, typer.Option(help="rectification: the corrected phone")] = None,
+    controller: Annotated[
+        str | None, typer.Option(help="the customer we only process the data for: forward, do not act")
+    ] = None,
+    controller_email: Annotated[str | None, typer.Option(help="the customer's privacy contact")] = None,
+    withdraws_consent: Annotated[
+        bool, typer.Option("--withdraws-consent", help="objection: the subject withdraws consent (Art. 7(3))")
+    ] = False,
 ) -> None:
     """Register a request and start its flow; prints the request id."""
 
@@ -114,10 +131,23 @@ def submit(
         subject = intake.build_subject(
             email=email, phone=phone, name=name, region=settings.default_phone_region
         )
+        details = intake.build_details(
+            corrections={"name": correct_name, "email": correct_email, "phone": correct_phone},
+            controller=controller,
+            controller_email=controller_email,
+            region=settings.default_phone_region,
+        )
+        if withdraws_consent:
+            details["withdraws_consent"] = True
         runtime = Runtime.from_settings(settings)  # checks the systems file before anything is written
         install(runtime)
         registered = intake.register(
-            runtime.ledger, request_type=request_type, subject=subject, ticket_ref=ticket, language=language
+            runtime.ledger,
+            request_type=request_type,
+            subject=subject,
+            ticket_ref=ticket,
+            language=language,
+            details=details,
         )
         typer.echo(registered.request_id)
         sys.stdout.flush()
@@ -363,3 +393,10 @@ def verify_certificate(
             _fail(1, "intact, but the signer is not a trusted signer (DSAR_SIGNING_CERT_FILE / _TRUST_FILE)")
 
     _guard(body)
+
+
+app.add_typer(hold_app, name="hold")
+app.add_typer(retention_app, name="retention")
+app.add_typer(restriction_app, name="restriction")
+app.add_typer(suppression_app, name="suppression")
+app.command("erasure-plan")(erasure_plan)

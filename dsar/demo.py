@@ -121,8 +121,10 @@ def _no_restart(request_id: str, request_type: str) -> None:
 
 
 def demo_operator_answer(pause_key: str) -> dict[str, object]:
-    """What the demo's automatic operator records for a system without an API."""
+    """What the demo's automatic operator answers: the erasure plan, and systems without an API."""
     signature = "Demo operator (automatic)"
+    if pause_key == "approve-erasure":
+        return {"decision": "approve", "operator": signature, "reason": "Demo: plan read and approved."}
     if pause_key.startswith("erase-"):
         return {"outcome": "erased", "operator": signature, "note": "Processor confirmed erasure in writing."}
     return {"outcome": "found", "operator": signature, "records": 3, "note": "Processor answered by e-mail."}

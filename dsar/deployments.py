@@ -23,13 +23,19 @@ from dsar.errors import BadInput
 from dsar.intake_api import Commenter, create_intake_app
 from dsar.ledger import Ledger
 from dsar.settings import Settings
-from flows.deadlines import scheduled_deployment
+from flows.deadlines import scheduled_deployment as watch_deployment
 from flows.purge import scheduled_deployment as purge_deployment
+from flows.retention import scheduled_deployment as retention_deployment
 from integrations.errors import ConfigurationError
 from integrations.http import HttpPolicy
 from integrations.ticketing import ZendeskTickets
 
-__all__ = ["serve_all", "start_intake", "zendesk_commenter"]
+__all__ = ["scheduled_deployments", "serve_all", "start_intake", "zendesk_commenter"]
+
+
+def scheduled_deployments() -> list[RunnerDeployment]:
+    """The flows `dsar serve` runs on a schedule: deadline watch (07:00), purge (02:30), retention (03:00)."""
+    return [watch_deployment(), purge_deployment(), retention_deployment()]
 
 
 def serve_all(*, limit: int, settings: Settings | None = None) -> None:
@@ -41,8 +47,7 @@ def serve_all(*, limit: int, settings: Settings | None = None) -> None:
         cast(RunnerDeployment, FLOWS[kind]().to_deployment(name=DEPLOYMENT, tags=["dsar", kind]))
         for kind in FLOWS
     ]
-    deployments.append(scheduled_deployment())  # the daily deadline watch, on its schedule
-    deployments.append(purge_deployment())  # the nightly package purge
+    deployments += scheduled_deployments()
     if settings is not None:
         start_intake(settings, Ledger(settings))
     serve(*deployments, limit=limit)

@@ -32,7 +32,38 @@ def _erasure() -> Flow[..., str | None]:
     return erasure_request
 
 
-FLOWS: dict[str, Callable[[], Flow[..., str | None]]] = {"access": _access, "erasure": _erasure}
+def _rectification() -> Flow[..., str | None]:
+    from flows.rights import rectification_request
+
+    return rectification_request
+
+
+def _restriction() -> Flow[..., str | None]:
+    from flows.rights import restriction_request
+
+    return restriction_request
+
+
+def _objection() -> Flow[..., str | None]:
+    from flows.rights import objection_request
+
+    return objection_request
+
+
+def _portability() -> Flow[..., str | None]:
+    from flows.portability import portability_request
+
+    return portability_request
+
+
+FLOWS: dict[str, Callable[[], Flow[..., str | None]]] = {
+    "access": _access,
+    "erasure": _erasure,
+    "rectification": _rectification,
+    "restriction": _restriction,
+    "objection": _objection,
+    "portability": _portability,
+}
 
 
 def flow_for(request_type: str) -> Flow[..., str | None]:

@@ -11,9 +11,11 @@ input always gives the same bytes, given the same zlib):
   Both ``null`` and a missing field become an empty cell, like ``""``; booleans are
   ``true``/``false``; floats use Python's shortest round-trip form. The manifest says so.
 * ``manifest.json``: request id, time, format version, article, every file with its system,
-  category, record count and SHA-256, and the README's hash.
+  category, record count and SHA-256, and the README's hash. When the caller limited the export
+  to what Art. 20(1) covers (``left_out``), also every category left out, with the reason.
 * ``README.txt``: what the files are, in the request's language, from
-  ``templates/export/README.<lang>.txt`` (all wording lives in templates).
+  ``templates/export/README.<lang>.txt`` (all wording lives in templates), and which categories
+  were left out and why.
 
 File names come from :func:`safe_name`: system and category names are never trusted as paths.
 The original names are kept in the manifest, which is what :func:`read_export` goes by.
@@ -44,6 +46,8 @@ from integrations.base import Record
 
 __all__ = [
     "FORMAT_VERSION",
+    "LEFT_OUT_BASIS",
+    "LEFT_OUT_REASON",
     "ExportCorrupt",
     "attach_to_pdf",
     "build_export",
@@ -57,6 +61,10 @@ GDPR_ARTICLE = "GDPR Art. 20"
 MANIFEST = "manifest.json"
 README = "README.txt"
 ZIP_MIME = "application/zip"
+# Why a category is not in a portability export: Art. 20(1) covers data the subject provided,
+# processed on consent (6(1)(a)) or contract (6(1)(b)). The README says it in the subject's language.
+LEFT_OUT_REASON = "not provided by the data subject / not processed on consent or contract"
+LEFT_OUT_BASIS = "GDPR Art. 20(1)"
 _TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 Value = str | int | float | bool | None
@@ -119,19 +127,33 @@ def build_export(
     generated_at: datetime,
     language: str,
     templates_dir: Path | None = None,
+    left_out: Mapping[str, Iterable[str]] | None = None,
 ) -> bytes:
     """The zip for ``sections`` (system name, its records); deterministic for the same input.
 
     ``generated_at`` must be timezone-aware; it is written as UTC. ``templates_dir`` defaults
-    to this checkout's ``templates/``.
+    to this checkout's ``templates/``. ``left_out`` (system -> categories) names what the caller
+    kept out of the export because Art. 20(1) does not cover it; the README and the manifest
+    then list those categories and say why. Without it, neither mentions leaving anything out.
     """
     moment = _utc(generated_at)
     grouped = _group(sections)
     files = _data_files(grouped)
-    readme = _render_readme(templates_dir or _TEMPLATES, language, request_id, moment, grouped, files)
-    manifest = _manifest(request_id, moment, sorted(grouped), files, readme)
+    omitted = _left_out(left_out)
+    readme = _render_readme(
+        templates_dir or _TEMPLATES, language, request_id, moment, grouped, files, omitted or {}
+    )
+    manifest = _manifest(request_id, moment, sorted(grouped), files, readme, omitted)
     entries = {f.path: f.data for f in files} | {README: readme, MANIFEST: manifest}
     return _zip(entries, moment)
+
+
+def _left_out(left_out: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]] | None:
+    """System -> its left-out categories, both sorted, systems with none dropped; None stays None."""
+    if left_out is None:
+        return None
+    named = {system: sorted(set(categories)) for system, categories in left_out.items()}
+    return {system: named[system] for system in sorted(named) if named[system]}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -234,7 +256,13 @@ def csv_text(value: Value) -> str:
 
 
 def _render_readme(
-    folder: Path, language: str, request_id: str, moment: datetime, grouped: Grouped, files: list[_File]
+    folder: Path,
+    language: str,
+    request_id: str,
+    moment: datetime,
+    grouped: Grouped,
+    files: list[_File],
+    left_out: Mapping[str, list[str]],
 ) -> bytes:
     if not re.fullmatch(r"[a-z]{2,3}", language):
         raise ValueError(f"unsupported language {language!r}")
@@ -255,15 +283,23 @@ def _render_readme(
         for name in sorted(grouped)
     ]
     text = template.render(
-        request_id=request_id, generated_at=moment.strftime("%Y-%m-%d %H:%M"), systems=systems
+        request_id=request_id,
+        generated_at=moment.strftime("%Y-%m-%d %H:%M"),
+        systems=systems,
+        left_out=[{"name": name, "categories": categories} for name, categories in left_out.items()],
     )
     return text.replace("\n", "\r\n").encode("utf-8")  # CRLF so Notepad shows lines too
 
 
 def _manifest(
-    request_id: str, moment: datetime, systems: list[str], files: list[_File], readme: bytes
+    request_id: str,
+    moment: datetime,
+    systems: list[str],
+    files: list[_File],
+    readme: bytes,
+    left_out: Mapping[str, list[str]] | None,
 ) -> bytes:
-    manifest = {
+    manifest: dict[str, object] = {
         "format_version": FORMAT_VERSION,
         "gdpr_article": GDPR_ARTICLE,
         "request_id": request_id,
@@ -273,6 +309,12 @@ def _manifest(
         "files": [f.manifest_entry() for f in files],
         "readme": {"path": README, "sha256": _sha256(readme)},
     }
+    if left_out is not None:
+        manifest["left_out"] = [
+            {"system": system, "category": category, "reason": LEFT_OUT_REASON, "basis": LEFT_OUT_BASIS}
+            for system, categories in left_out.items()
+            for category in categories
+        ]
     return (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 

@@ -22,10 +22,25 @@ from dsar.ledger.models import Request, RequestStatus
 from dsar.runtime import Runtime
 from integrations.mail import Mail, Mailer
 
-__all__ = ["Letter", "LetterKind", "extend", "notify_controller_customer", "refuse", "render"]
+__all__ = [
+    "Letter",
+    "LetterKind",
+    "announce_lift",
+    "confirm_right",
+    "extend",
+    "notify_controller_customer",
+    "refuse",
+    "render",
+]
 
 LetterKind = Literal[
-    "extension_notice", "refusal", "partial_refusal", "identity_information", "processor_notice"
+    "extension_notice",
+    "refusal",
+    "partial_refusal",
+    "identity_information",
+    "processor_notice",
+    "rights_confirmation",
+    "restriction_lift_notice",
 ]
 MIN_REASONS = 20  # "refuse" and "extend" need a written justification (Art. 12(4), 12(5))
 
@@ -42,6 +57,8 @@ class Letter:
     reasons: str | None = None
     new_due: date | None = None
     recipient: str | None = None  # a customer's name (processor notice)
+    outcomes: tuple[tuple[str, str], ...] = ()  # (system, outcome) for a rights confirmation
+    lift_on: date | None = None  # when a restriction will be lifted (Art. 18(3))
 
 
 def render(rt: Runtime, letter: Letter) -> bytes:
@@ -104,6 +121,27 @@ def notify_controller_customer(
         letter = _letter(request, "processor_notice", today, recipient=customer)
         append_event(session, request_id=request_id, kind="request.forwarded_to_controller", data={})
     return _issue(rt, letter, to=customer_email)
+
+
+def confirm_right(rt: Runtime, request_id: str, *, outcomes: list[tuple[str, str]], today: date) -> str:
+    """Tell the subject what was done, system by system (rectification, restriction, objection)."""
+    with rt.ledger.session() as session:
+        letter = _letter(_open(session, request_id), "rights_confirmation", today, outcomes=tuple(outcomes))
+    return _issue(rt, letter)
+
+
+def announce_lift(rt: Runtime, request_id: str, *, lift_on: date, today: date) -> str:
+    """Art. 18(3): the subject is told before a restriction is lifted."""
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        letter = _letter(request, "restriction_lift_notice", today, lift_on=lift_on)
+        append_event(
+            session,
+            request_id=request_id,
+            kind="restriction.lift_announced",
+            data={"lift_on": lift_on.isoformat()},
+        )
+    return _issue(rt, letter)
 
 
 def _justified(reasons: str) -> str:

@@ -5,6 +5,11 @@ order lines, support messages, login events, and newsletter subscriptions (keyed
 only, since subscribers need not be customers). Portable across SQLite, PostgreSQL and
 MariaDB: bounded ``String`` for indexed columns, explicit foreign keys, naive UTC timestamps.
 
+The flags the other rights set (:mod:`integrations.rights`) are ``BOOLEAN NOT NULL`` columns
+with a server default, so rows inserted by code that does not know them get the usual state:
+``processing_restricted`` (customers, orders; Art. 18) defaults to false, and
+``customers.marketing_opt_in`` (cleared on objection to direct marketing) to true.
+
 :func:`seed_demo_rows` inserts the demo subject (:data:`DEMO_SUBJECT`, Kari Nordmann) and a few
 other people, including a namesake, so tests can prove that erasure touches only the subject.
 All data is fictional.
@@ -41,6 +46,8 @@ customers = sa.Table(
     sa.Column("postal_code", sa.String(10)),
     sa.Column("city", sa.String(100)),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("marketing_opt_in", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("processing_restricted", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # Lookups compare lower(email): index that on PostgreSQL (MariaDB compares case-insensitively anyway).
@@ -56,6 +63,7 @@ orders = sa.Table(
     sa.Column("total_nok", sa.Numeric(12, 2), nullable=False),
     sa.Column("shipping_address", sa.String(300)),
     sa.Column("notes", sa.String(1000)),
+    sa.Column("processing_restricted", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 order_lines = sa.Table(

@@ -13,9 +13,9 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from dsar import runtime
-from tasks.operators import open_questions, record_answer
+from tasks.operators import RIGHTS_STEPS, open_questions, record_answer
 
-__all__ = ["ErasureAnswer", "SearchAnswer", "settle_with_operators"]
+__all__ = ["ErasureAnswer", "RightAnswer", "SearchAnswer", "settle_with_operators"]
 
 
 class _Answer(RunInput):
@@ -41,11 +41,17 @@ class ErasureAnswer(_Answer):
     outcome: Literal["erased", "retained"]
 
 
+class RightAnswer(_Answer):
+    """Was the right carried out in the system (corrected, restricted, unsubscribed, lifted)?"""
+
+    outcome: Literal["done", "not_held"]
+
+
 def settle_with_operators(request_id: str) -> None:
     """Ask an operator about every system without an API that is waiting, one form each."""
     settings = runtime.current().settings
     for system, step, description in open_questions(request_id):
-        form = ErasureAnswer if step == "erase" else SearchAnswer
+        form = ErasureAnswer if step == "erase" else RightAnswer if step in RIGHTS_STEPS else SearchAnswer
         answer = pause_flow_run(
             wait_for_input=form.with_initial_data(description=description),
             timeout=settings.operator_timeout_s,

@@ -6,6 +6,7 @@ fields, never values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from prefect.flow_runs import pause_flow_run
@@ -34,9 +35,14 @@ class ReportReview(RunInput):
 Delivery = Literal["send", "hold", "keep"]
 
 
-def review_before_sending(request_id: str) -> Delivery:
+def review_before_sending(
+    request_id: str, render: Callable[[str, int], object] = render_access_report
+) -> Delivery:
     """``send`` when an operator approved sending the (possibly re-rendered) report; ``hold`` when
-    they stopped it; ``keep`` when nothing is sent on (no ticket to send to: kept for download)."""
+    they stopped it; ``keep`` when nothing is sent on (no ticket to send to: kept for download).
+
+    ``render(request_id, revision)`` makes the document again after redactions: the access
+    report by default, the portability export for Art. 20."""
     if not needs_review(request_id):
         return "keep"
     if reviewed_before(request_id) == "send":
@@ -53,5 +59,5 @@ def review_before_sending(request_id: str) -> Delivery:
         decision = record_review(request_id, answer.decision, answer.operator, answer.redactions, answer.note)
         if decision != "redact":
             return "send" if decision == "send" else "hold"
-        render_access_report(request_id, revision=round_ + 1)
+        render(request_id, round_ + 1)
         round_ += 1

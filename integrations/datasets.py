@@ -12,6 +12,9 @@ A dataset is a small YAML file (see ``datasets/app_db.yaml``)::
           - {table: customers, column: merged_into, detach: true}   # self-reference
           - {table: customers, column: referred_by, follow: false}  # a pointer, not ownership
         erase: delete               # delete | anonymise
+        rectify: {name: full_name, email: email, phone: phone}   # optional, see "Other rights"
+        restrict: processing_restricted
+        suppress: {marketing_opt_in: false}
       - table: orders
         category: order
         references:                 # orders.customer_id holds a customers.id
@@ -47,18 +50,33 @@ pointing row is someone else's; when the row pointed at is deleted, the column i
   includes self-references): detach one reference of every cycle. Erasure then deletes
   children before parents, so foreign keys hold after every statement on every database.
 
-Whether the named tables and columns exist is checked against the live database by
-:func:`check_schema`, once the tables are reflected.
+**Other rights** (:mod:`integrations.rights`), each optional and declared per table; a table
+without the rule is left alone, and a dataset where no table has it cannot do it (the
+integration asks an operator instead):
+
+* ``rectify: {name: C, email: C, phone: C}`` (Art. 16): subject attribute -> the column that
+  holds it, overwritten with the corrected value in the subject's rows. A column is named once,
+  and is never the primary key or a reference column.
+* ``restrict: C`` (Art. 18): a boolean column, set true in the subject's rows on restriction and
+  false when it is lifted. Not the primary key, an ``identify``, reference, ``rectify`` or
+  ``suppress`` column.
+* ``suppress: delete`` or ``suppress: {C: value, ...}`` (Art. 21(2)): stop direct marketing by
+  deleting the subject's rows (only in a table no other table references, so nothing is
+  orphaned) or by overwriting columns (an opt-in flag set false). Never the primary key, an
+  ``identify`` column (the rows must stay findable, so a retry finds them again) or a reference.
+
+Whether the named tables and columns exist, and whether a ``restrict`` column is boolean, is
+checked against the live database by :func:`check_schema`, once the tables are reflected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "Dataset",
@@ -70,6 +88,8 @@ __all__ = [
 ]
 
 Attribute = Literal["email", "phone"]
+Corrected = Literal["name", "email", "phone"]
+Ability = Literal["rectify", "restrict", "suppress"]
 Replacement = str | int | float | bool | None
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -96,7 +116,7 @@ class Reference(BaseModel):
 
 
 class TableRule(BaseModel):
-    """One table holding personal data: how to find the subject's rows and how to erase them."""
+    """One table holding personal data: how to find, erase, rectify, restrict and suppress its rows."""
 
     model_config = _FROZEN
     table: str
@@ -106,6 +126,17 @@ class TableRule(BaseModel):
     references: tuple[Reference, ...] = ()
     erase: Literal["delete", "anonymise"]
     anonymise: dict[str, Replacement] = Field(default_factory=dict)
+    rectify: dict[Corrected, str] = Field(default_factory=dict)
+    restrict: str | None = None
+    suppress: Literal["delete"] | dict[str, Replacement] | None = None
+
+    @field_validator("suppress", mode="before")
+    @classmethod
+    def _suppress_shape(cls, value: Any) -> Any:
+        """One clear message instead of pydantic's two (one per member of the union)."""
+        if value is None or value == "delete" or (isinstance(value, dict) and value):
+            return value
+        raise ValueError("'suppress' is 'delete' or a non-empty mapping {column: value}")
 
     @model_validator(mode="before")
     @classmethod
@@ -131,6 +162,7 @@ class TableRule(BaseModel):
             raise ValueError(f"table {self.table!r} is deleted: 'anonymise' does not apply")
         if self.erase == "anonymise":
             self._check_anonymise()
+        self._check_rights()
         return self
 
     def _check_anonymise(self) -> None:
@@ -143,6 +175,21 @@ class TableRule(BaseModel):
         if kept:
             raise ValueError(f"table {self.table!r} is anonymised but keeps identifying column(s) {kept}")
 
+    def _check_rights(self) -> None:
+        """``rectify``, ``restrict`` and ``suppress`` leave keys, references and each other alone."""
+        keys = {self.primary_key} | {ref.column for ref in self.references}
+        rectified = list(self.rectify.values())
+        twice = sorted({column for column in rectified if rectified.count(column) > 1})
+        if twice:
+            raise ValueError(f"table {self.table!r}: 'rectify' names column(s) {twice} more than once")
+        _refuse(self.table, "rectify", set(rectified), keys, "its primary key or a reference column")
+        suppressed = set(self.suppress) if isinstance(self.suppress, dict) else set()
+        _refuse(self.table, "suppress", suppressed, keys, "its primary key or a reference column")
+        _refuse(self.table, "suppress", suppressed, set(self.identify.values()), "an 'identify' column")
+        if self.restrict is not None:
+            taken = keys | set(self.identify.values()) | set(rectified) | suppressed
+            _refuse(self.table, "restrict", {self.restrict}, taken, "a key, identifying or rewritten column")
+
     def followed(self) -> tuple[Reference, ...]:
         """The references that make a row the subject's."""
         return tuple(ref for ref in self.references if ref.follow)
@@ -153,8 +200,21 @@ class TableRule(BaseModel):
 
     def columns(self) -> set[str]:
         """Every column this rule names."""
-        named = {self.primary_key, *self.identify.values(), *self.anonymise}
+        named = {self.primary_key, *self.identify.values(), *self.anonymise, *self.rectify.values()}
+        named |= set(self.suppress) if isinstance(self.suppress, dict) else set()
+        named |= {self.restrict} if self.restrict else set()
         return named | {ref.column for ref in self.references}
+
+    def declares(self, ability: Ability) -> bool:
+        """Whether this table has a rule for ``ability``."""
+        return bool(getattr(self, ability))
+
+
+def _refuse(table: str, rule: str, columns: set[str], forbidden: set[str], what: str) -> None:
+    """Raise ``ValueError`` when ``rule`` names one of the ``forbidden`` columns."""
+    clash = sorted(columns & forbidden)
+    if clash:
+        raise ValueError(f"table {table!r}: '{rule}' may not name {what} ({', '.join(clash)})")
 
 
 class Dataset(BaseModel):
@@ -174,6 +234,7 @@ class Dataset(BaseModel):
         for rule in self.tables:
             self._check_references(rule)
         self._check_reachable()
+        self._check_suppress_deletes()
         self.deletion_order()
         return self
 
@@ -200,6 +261,22 @@ class Dataset(BaseModel):
         lost = [rule.table for rule in self.tables if rule.table not in reached]
         if lost:
             raise ValueError(f"table(s) {lost} cannot be reached from a table with 'identify'")
+
+    def _check_suppress_deletes(self) -> None:
+        """``suppress: delete`` only where no row of another table (or its own) points at the rows."""
+        for rule in self.tables:
+            pointing = sorted(
+                {r.table for r in self.tables for ref in r.references if ref.table == rule.table}
+            )
+            if rule.suppress == "delete" and pointing:
+                raise ValueError(
+                    f"table {rule.table!r} is referenced by {pointing}: 'suppress: delete' would orphan "
+                    "their rows; opt out with 'suppress: {column: value}' instead"
+                )
+
+    def declaring(self, ability: Ability) -> tuple[TableRule, ...]:
+        """The tables with a rule for ``ability``, in dataset order."""
+        return tuple(rule for rule in self.tables if rule.declares(ability))
 
     def rule(self, table: str) -> TableRule:
         """The rule for ``table``."""
@@ -295,11 +372,18 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def check_schema(dataset: Dataset, schema: Mapping[str, Mapping[str, bool]]) -> None:
+def check_schema(
+    dataset: Dataset,
+    schema: Mapping[str, Mapping[str, bool]],
+    *,
+    booleans: Mapping[str, Collection[str]] | None = None,
+) -> None:
     """Raise :class:`DatasetError` unless every named table and column exists.
 
     ``schema`` maps each table in the database to its columns, each to whether it is nullable.
     Columns that erasure sets to NULL (detached references, released pointers) must be nullable.
+    ``booleans`` maps each table to its boolean columns; when given, ``restrict`` columns must be
+    among them.
     """
     nulled = {(rule.table, column) for rule in dataset.tables for column in rule.detached()}
     nulled |= {(rule.table, ref.column) for rule, ref in dataset.releases()}
@@ -314,4 +398,11 @@ def check_schema(dataset: Dataset, schema: Mapping[str, Mapping[str, bool]]) -> 
         if not schema[table][column]:
             raise DatasetError(
                 f"dataset {dataset.name!r}: {table}.{column} must be nullable to detach or release it"
+            )
+    if booleans is None:
+        return
+    for rule in dataset.declaring("restrict"):
+        if rule.restrict not in booleans.get(rule.table, ()):
+            raise DatasetError(
+                f"dataset {dataset.name!r}: {rule.table}.{rule.restrict} must be boolean to restrict"
             )

@@ -17,6 +17,14 @@ for bookkeeping) count as handled in ``ErasureOutcome.counts``; ``retained`` sta
 because what is left holds no personal data of the subject and the legal basis for keeping
 it lives in the processing register, not here.
 
+Rectification, restriction and suppression (:mod:`integrations.rights`) find the subject's rows
+exactly as ``lookup`` does, then change them with the same set-based statements in one
+transaction, only in the tables whose dataset entry declares the rule (``rectify``, ``restrict``,
+``suppress``). A dataset where no table declares it raises :class:`NeedsOperator`: the flow asks
+an operator instead of skipping the system. ``RightOutcome.counts`` are the subject's rows
+changed, by category (rows already holding the value are left alone and not counted), so a
+second call changes nothing and reports zero, as the vendor integrations do.
+
 Queries are SQLAlchemy Core on reflected tables with bound parameters only.
 
 Errors are translated here, once: connection trouble (``OperationalError``, ``InterfaceError``,
@@ -32,23 +40,35 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, SecretStr
 from sqlalchemy.dialects.mysql import TINYINT
 
 from integrations.base import ErasureOutcome, Export, LookupResult, Record, Subject
-from integrations.datasets import Dataset, DatasetError, TableRule, check_schema, load_dataset
-from integrations.errors import PermanentError, RetryableError
-from integrations.sql_rows import Keys, collect_keys, erase_keys, read_rows
+from integrations.datasets import Ability, Dataset, DatasetError, TableRule, check_schema, load_dataset
+from integrations.errors import NeedsOperator, PermanentError, RetryableError
+from integrations.rights import Corrections, RightOutcome
+from integrations.sql_rows import Keys, collect_keys, delete_keys, erase_keys, read_rows, update_keys
 
 __all__ = ["SqlConfig", "SqlDatabase", "from_config"]
 
 Scalar = str | int | float | bool | None
 _RETRYABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, sa.exc.DisconnectionError)
+_BY_HAND = {  # what an operator does when the dataset declares no rule; no personal data
+    "rectify": "Correct the subject's name, e-mail or phone by hand in {system}, or record that it holds "
+    "none of them (its dataset file declares no 'rectify' columns).",
+    "restrict": "Mark the subject's records in {system} restricted by hand, so they are stored but not "
+    "processed (its dataset file declares no 'restrict' column).",
+    "lift restriction": "Remove the restriction mark from the subject's records in {system} by hand "
+    "(its dataset file declares no 'restrict' column).",
+    "suppress": "Unsubscribe the subject and opt them out of direct marketing in {system} by hand, or record "
+    "that it sends none (its dataset file declares no 'suppress' rule).",
+}
 
 
 class SqlConfig(BaseModel):
@@ -104,9 +124,64 @@ class SqlDatabase:
             handled = erase_keys(conn, self._dataset, self._reflect(), keys, self._batch_size)
         return ErasureOutcome(system=self.name, method=self._method(), counts=self._by_category(handled))
 
+    def rectify(self, subject: Subject, corrections: Corrections) -> RightOutcome:
+        """Overwrite the ``rectify`` columns of the corrected attributes in the subject's rows."""
+        self._require_rule("rectify", "rectify")
+        values = {rule.table: _corrected(rule, corrections) for rule in self._dataset.declaring("rectify")}
+        return self._change("rectify", "update-rows", subject, values)
+
+    def restrict(self, subject: Subject) -> RightOutcome:
+        """Set the ``restrict`` column true in the subject's rows."""
+        self._require_rule("restrict", "restrict")
+        return self._change("restrict", "flag-rows", subject, self._flags(True))
+
+    def lift_restriction(self, subject: Subject) -> RightOutcome:
+        """Set the ``restrict`` column false in the subject's rows."""
+        self._require_rule("restrict", "lift restriction")
+        return self._change("lift restriction", "flag-rows", subject, self._flags(False))
+
+    def suppress(self, subject: Subject) -> RightOutcome:
+        """Delete the subject's rows in ``suppress: delete`` tables, overwrite the columns in the others."""
+        self._require_rule("suppress", "suppress")
+        rules = self._dataset.declaring("suppress")
+        values = {rule.table: rule.suppress for rule in rules if isinstance(rule.suppress, dict)}
+        deleted = [rule.table for rule in rules if rule.suppress == "delete"]
+        return self._change("suppress", "delete-or-update-rows", subject, values, deleted)
+
     def close(self) -> None:
         """Close the engine's pooled connections."""
         self._engine.dispose()
+
+    def _change(
+        self,
+        operation: str,
+        method: str,
+        subject: Subject,
+        values: Mapping[str, Mapping[str, Any]],
+        deleted: Sequence[str] = (),
+    ) -> RightOutcome:
+        """Find the subject's rows as ``lookup`` does, then update and delete them in one transaction."""
+        self._require_identifier(subject)
+        with self._edge(operation), self._engine.begin() as conn:
+            keys = self._collect(conn, subject)
+            tables = self._reflect()
+            updated = update_keys(conn, self._dataset, tables, keys, values, self._batch_size)
+            removed = delete_keys(conn, self._dataset, tables, keys, deleted, self._batch_size)
+        changed = {table: updated[table] + removed[table] for table in keys}
+        return RightOutcome(system=self.name, method=method, counts=self._by_category(changed))
+
+    def _flags(self, restricted: bool) -> dict[str, dict[str, Any]]:
+        """``{table: {restrict column: restricted}}`` for every table with a ``restrict`` rule."""
+        return {rule.table: {str(rule.restrict): restricted} for rule in self._dataset.declaring("restrict")}
+
+    def _require_rule(self, ability: Ability, operation: str) -> None:
+        """Hand the step to an operator when no table of the dataset declares ``ability``."""
+        if not self._dataset.declaring(ability):
+            raise NeedsOperator(
+                f"{operation}: dataset {self._dataset.name!r} declares no '{ability}' rule",
+                system=self.name,
+                instructions=_BY_HAND[operation].format(system=self.name),
+            )
 
     def _collect(self, conn: sa.Connection, subject: Subject) -> Keys:
         """The primary keys of the subject's rows, by table."""
@@ -134,7 +209,8 @@ class SqlDatabase:
                 metadata = sa.MetaData()
                 metadata.reflect(self._engine, only=lambda name, _: name in wanted)
                 tables = {table.name: table for table in metadata.tables.values()}
-                check_schema(self._dataset, {name: _nullability(table) for name, table in tables.items()})
+                nullable = {name: _nullability(table) for name, table in tables.items()}
+                check_schema(self._dataset, nullable, booleans={n: _booleans(t) for n, t in tables.items()})
                 self._tables = tables
             return self._tables
 
@@ -189,6 +265,20 @@ def _plain(value: object, column: sa.Column[object]) -> Scalar:
 def _is_boolean(type_: sa.types.TypeEngine[object]) -> bool:
     """A BOOLEAN column, or MySQL/MariaDB's stand-in for one, ``TINYINT(1)``."""
     return isinstance(type_, sa.Boolean) or (isinstance(type_, TINYINT) and type_.display_width == 1)
+
+
+def _corrected(rule: TableRule, corrections: Corrections) -> dict[str, str]:
+    """``{column: corrected value}`` for the corrected attributes ``rule`` has a column for."""
+    return {
+        rule.rectify[field]: getattr(corrections, field)
+        for field in corrections.fields
+        if field in rule.rectify
+    }
+
+
+def _booleans(table: sa.Table) -> set[str]:
+    """The boolean columns of ``table``, for :func:`check_schema`."""
+    return {column.name for column in table.columns if _is_boolean(column.type)}
 
 
 def _nullability(table: sa.Table) -> dict[str, bool]:

@@ -21,6 +21,15 @@ After step 2 no remaining foreign key among the subject's rows can point at a ro
 earlier, so every statement keeps foreign keys intact, even on MariaDB, which checks them row by
 row. A foreign key the dataset does not declare still fails the statement, and the caller's
 transaction rolls everything back.
+
+**The other rights** (:func:`update_keys`, :func:`delete_keys`) run over the same keys inside
+the caller's transaction and count rows *changed*, so a second call reports zero, as erasure
+does. :func:`update_keys` first reads the named columns of the subject's rows
+(``SELECT pk, <columns> WHERE pk IN (:batch)``) and compares them with the wanted values in
+Python, exactly, then runs ``UPDATE ... SET <values> WHERE pk IN (:batch)`` over the rows that
+differ. The comparison is not left to SQL because it would follow the column's collation:
+MariaDB's default one would take a case-only correction ("kari" -> "Kari") for no change.
+:func:`delete_keys` is ``DELETE ... WHERE pk IN (:batch)``.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import sqlalchemy as sa
 from integrations.base import Subject
 from integrations.datasets import Dataset, TableRule
 
-__all__ = ["Key", "Keys", "collect_keys", "erase_keys", "read_rows"]
+__all__ = ["Key", "Keys", "collect_keys", "delete_keys", "erase_keys", "read_rows", "update_keys"]
 
 Key = Any  # a primary-key value as the driver returns it: int, str, UUID, ...
 Keys = dict[str, set[Key]]
@@ -114,6 +123,65 @@ def erase_keys(
     for rule in dataset.deletion_order():  # step 4
         delete = sa.delete(tables[rule.table])
         handled[rule.table] = _by_key(conn, delete, tables[rule.table], rule, keys[rule.table], batch_size)
+    return handled
+
+
+def update_keys(
+    conn: sa.Connection,
+    dataset: Dataset,
+    tables: Mapping[str, sa.Table],
+    keys: Keys,
+    values: Mapping[str, Mapping[str, Any]],
+    batch_size: int,
+) -> dict[str, int]:
+    """Set ``values[table]`` in the rows in ``keys`` not holding them yet, in dataset order; rows changed."""
+    changed = dict.fromkeys(keys, 0)
+    for rule in dataset.tables:
+        wanted, table = dict(values.get(rule.table) or {}), tables[rule.table]
+        if wanted:
+            stale = _differing(conn, rule, table, keys[rule.table], wanted, batch_size)
+            update = sa.update(table).values(wanted)
+            changed[rule.table] = _by_key(conn, update, table, rule, stale, batch_size)
+    return changed
+
+
+def _differing(
+    conn: sa.Connection,
+    rule: TableRule,
+    table: sa.Table,
+    keys: set[Key],
+    wanted: Mapping[str, Any],
+    batch_size: int,
+) -> set[Key]:
+    """The keys whose row holds something other than ``wanted`` in one of its columns.
+
+    ``==`` in Python: MariaDB's ``TINYINT(1)`` 1 equals ``True``; a value the driver returns as
+    another type (a date for a string) always differs, which costs a rewrite, never a miss.
+    """
+    key = table.c[rule.primary_key]
+    query = sa.select(key, *(table.c[column] for column in wanted)).where(key.in_(_KEYS))
+    stale: set[Key] = set()
+    for chunk in chunks(keys, batch_size):
+        for row in conn.execute(query, {"keys": chunk}):
+            held = row._mapping
+            if any(held[column] != value for column, value in wanted.items()):
+                stale.add(held[rule.primary_key])
+    return stale
+
+
+def delete_keys(
+    conn: sa.Connection,
+    dataset: Dataset,
+    tables: Mapping[str, sa.Table],
+    keys: Keys,
+    deleted: Iterable[str],
+    batch_size: int,
+) -> dict[str, int]:
+    """Delete the rows in ``keys`` of the ``deleted`` tables (nothing references them); rows deleted."""
+    handled = dict.fromkeys(keys, 0)
+    for name in deleted:
+        rule, table = dataset.rule(name), tables[name]
+        handled[name] = _by_key(conn, sa.delete(table), table, rule, keys[name], batch_size)
     return handled
 
 

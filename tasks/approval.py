@@ -59,7 +59,8 @@ def record_approval(request_id: str, decision: Decision, operator: str, reason: 
     rt = runtime.current()
     with rt.ledger.session() as session:
         data = {"operator": operator, "reason": reason}
-        append_event(session, request_id=request_id, kind=f"erasure.{decision}d", data=data)
+        kind = "erasure.approved" if decision == "approve" else "erasure.rejected"
+        append_event(session, request_id=request_id, kind=kind, data=data)
         if decision == "reject":
             repo.set_status(
                 session,

@@ -64,7 +64,7 @@ def render_deletion_certificate(request_id: str) -> str:
 Builder = Callable[[Runtime, Session, Request], bytes]
 
 
-def _render_once(request_id: str, kind: str, build: Builder, revision: int = 0) -> str:
+def _render_once(request_id: str, kind: str, build: Builder, revision: int = 0, suffix: str = ".pdf") -> str:
     """Render, store and record one document; a resumed run returns the one already made."""
     rt = runtime.current()
     with rt.ledger.session() as session:
@@ -73,7 +73,7 @@ def _render_once(request_id: str, kind: str, build: Builder, revision: int = 0) 
         if len(made) > revision and _intact(rt, made[-1]):
             return made[-1].path
         content = build(rt, session, request)
-        document = _save(rt, session, request.id, kind, content, ".pdf")
+        document = _save(rt, session, request.id, kind, content, suffix)
         get_run_logger().info("%s: %s rendered (%d bytes)", request.id, kind, len(content))
         return document.path
 

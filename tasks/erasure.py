@@ -137,14 +137,11 @@ def erase_system(request_id: str, system: str) -> dict[str, int] | None:
         row.erased_counts, row.method, row.error = erased, outcome.method, None
         row.retained_counts = {category: n for category, n in outcome.retained.items() if n}
         row.erased_at, row.attempts = datetime.now(UTC), row.attempts + 1
-        unexplained = _keep(session, request_id, system, row.retained_counts, basis_until)
+        _keep(session, request_id, system, row.retained_counts, basis_until)  # verify checks the rest
         _end_released_holds(session, request_id, system)
         data = {"system": system, "method": outcome.method, "counts": erased, "retained": row.retained_counts}
         append_event(session, request_id=request_id, kind="system.erased", data=data)
     get_run_logger().info("%s: erased %d records by %s", system, sum(erased.values()), outcome.method)
-    if unexplained:  # erased, but it kept data the register gives no basis for: not certifiable
-        why = f"kept {', '.join(unexplained)} without a retention rule in the register"
-        _refuse(rt, request_id, system, "erase", why)
     return erased
 
 
@@ -156,14 +153,12 @@ def _keep(
     basis_until: Any,
     *,
     hold_id: int | None = None,
-) -> list[str]:
-    """Record (or update, on a re-run) what the system keeps; returns categories with no basis."""
-    unexplained: list[str] = []
+) -> None:
+    """Record (or update, on a re-run) what the system keeps, where a rule gives the basis."""
     for category, count in sorted(counts.items()):
         found = basis_until(category)
         if found is None:
-            unexplained.append(category)
-            continue
+            continue  # no basis: verify_erasure refuses to call the system erased
         basis, until = found
         stmt = select(RetainedData).where(
             RetainedData.request_id == request_id,
@@ -182,7 +177,13 @@ def _keep(
         )
         kept.ended_at = kept.ended_by = None
         session.add(kept)
-    return unexplained
+
+
+def _kept_categories(session: Session, request_id: str, system: str) -> set[str]:
+    stmt = select(RetainedData.category).where(
+        RetainedData.request_id == request_id, RetainedData.system == system, RetainedData.status == "kept"
+    )
+    return set(session.scalars(stmt))
 
 
 def _end_released_holds(session: Session, request_id: str, system: str) -> None:
@@ -220,6 +221,16 @@ def verify_erasure(request_id: str, system: str) -> bool:
         failure = step_failure(system, RetryableError(f"re-check still finds {found.total} records"))
         record_failure(rt, request_id, system, "verify", failure)
         raise failure
+    with system_row(rt, request_id, system) as (session, row):
+        unexplained = sorted(set(row.retained_counts) - _kept_categories(session, request_id, system))
+    if unexplained:  # gone from search, but kept data the register gives no basis for: not certifiable
+        _refuse(
+            rt,
+            request_id,
+            system,
+            "verify",
+            f"kept {', '.join(unexplained)} without a retention rule in the register",
+        )
     with system_row(rt, request_id, system) as (session, row):
         row.status, row.verified_at, row.error = SystemStatus.ERASED, datetime.now(UTC), None
         append_event(session, request_id=request_id, kind="system.verified", data={"system": system})

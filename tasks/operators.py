@@ -26,7 +26,10 @@ from integrations.base import Subject
 from integrations.errors import NeedsOperator
 from integrations.mail import Mail, Mailer
 
-__all__ = ["ask_for_answer", "open_questions", "record_answer"]
+__all__ = ["RIGHTS_STEPS", "ask_for_answer", "open_questions", "record_answer"]
+
+# Steps of the rights other than access and erasure; their form asks "done" or "not held".
+RIGHTS_STEPS = ("rectification", "restriction", "restriction_lifted", "objection")
 
 
 def ask_for_answer(
@@ -58,6 +61,7 @@ def _processor_request(
     with rt.ledger.session() as session:
         request = repo.get_request(session, request_id)
         request_type, due = request.type.value, repo.effective_due_date(request, datetime.now(OSLO).date())
+        details = repo.load_details(session, keys=rt.ledger.keys, request_id=request_id)
     register = rt.spec(system).register
     subject_line, body = rt.renderer.render_mail(
         "processor_request",
@@ -65,12 +69,15 @@ def _processor_request(
         vendor=register.vendor if register else system,
         request_type=request_type,
         subject=subject,
+        corrections=details.get("corrections") if request_type == "rectification" else None,
         due=due,
         reply_by=due - timedelta(days=7),
         reference=request_id,
         controller=rt.controller,
     )
-    message_id = f"<{request_id}.{system}@dsar-pipeline>"  # one request per processor and case
+    # One request per processor and case: its text asks for the whole right (e.g. erasure), so
+    # the later steps (erase after look-up; lifting a restriction, told by an Art. 19 notice) reuse it.
+    message_id = f"<{request_id}.{system}@dsar-pipeline>"
     assert ask.processor_contact is not None
     mail = Mail(to=ask.processor_contact, subject=subject_line, body=body, message_id=message_id)
     outbox.enqueue(rt.ledger, request_id=request_id, kind="processor_request", mail=mail)
@@ -141,6 +148,11 @@ def _apply(row: SystemResult, step: str, outcome: str, records: int, now: dateti
         row.method, row.erased_at = "manual", now  # attested by the operator, not re-checked by us
         row.erased_counts = dict(row.counts) if outcome == "erased" else {}
         row.retained_counts = dict(row.counts) if outcome == "retained" else {}
+    elif step in RIGHTS_STEPS:  # rectified / restricted / suppressed by hand, or nothing held there
+        done = outcome == "done"
+        row.status = SystemStatus.MANUAL if done else SystemStatus.NONE
+        row.method = "manual"
+        row.erased_counts = {}
     elif step == "verify":  # an operator re-checked a system erased through its API
         if outcome == "none":
             row.status, row.verified_at = SystemStatus.ERASED, now

@@ -42,19 +42,21 @@ def begin_request(request_id: str, request_type: str) -> list[str]:
     return rt.system_names
 
 
-Stage = Literal["answered", "planned", "erased"]
+Stage = Literal["answered", "planned", "erased", "applied"]
 
 # What counts as a definite answer at each gate. An erasure is "planned" once every system
 # was looked up (a later erase failure must not block the re-run from erasing again), and
 # "erased" only when every system is erased, held nothing, or keeps data on a legal basis.
 _ANSWERED = {SystemStatus.FOUND, SystemStatus.NONE, SystemStatus.MANUAL}
 _ERASED = {SystemStatus.ERASED, SystemStatus.NONE, SystemStatus.RETAINED}
+# A rectification, restriction or objection: carried out, done by hand, nothing held, or not concerned.
+_APPLIED = {SystemStatus.APPLIED, SystemStatus.MANUAL, SystemStatus.NONE, SystemStatus.NOT_APPLICABLE}
 
 
 def _settled(row: SystemResult, stage: Stage) -> bool:
     if stage == "planned":
         return row.looked_up_at is not None and row.status is not SystemStatus.AWAITING_OPERATOR
-    return row.status in (_ERASED if stage == "erased" else _ANSWERED)
+    return row.status in {"erased": _ERASED, "applied": _APPLIED}.get(stage, _ANSWERED)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)

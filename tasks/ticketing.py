@@ -1,4 +1,5 @@
-"""Tasks that write back to the ticket a request arrived in: the access report, as an internal note."""
+"""Tasks that write back to the ticket a request arrived in: the access report (or another stored
+document, such as the portability export), as an internal note."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from integrations.ticketing import ZendeskTickets
 from tasks.common import step_failure
 from tasks.documents import ACCESS_REPORT
 
-__all__ = ["attach_report_to_ticket"]
+__all__ = ["attach_document_to_ticket", "attach_report_to_ticket"]
 
 ZENDESK = "zendesk:"
 ATTACHED, FAILED = "ticket.report_attached", "ticket.attach_failed"
@@ -29,39 +30,53 @@ ATTACHED, FAILED = "ticket.report_attached", "ticket.attach_failed"
 @task(cache_policy=NO_CACHE, persist_result=False)
 def attach_report_to_ticket(request_id: str) -> bool:
     """Attach the access report to the request's Zendesk ticket as an internal note, once; never fails."""
+    return _attach_once(request_id, ACCESS_REPORT, "report_attached", ATTACHED)
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def attach_document_to_ticket(request_id: str, kind: str, mail: str) -> bool:
+    """Attach the newest stored document of ``kind`` to the request's Zendesk ticket, once; never fails.
+
+    ``mail`` names the note's templates (``templates/mail/<mail>.subject.txt.j2`` and
+    ``<mail>.txt.j2``, given ``reference`` and ``filename``). Recorded as ``ticket.<kind>_attached``.
+    """
+    return _attach_once(request_id, kind, mail, f"ticket.{kind}_attached")
+
+
+def _attach_once(request_id: str, kind: str, mail: str, attached: str) -> bool:
     rt = runtime.current()
     with rt.ledger.session() as session:
         request = repo.get_request(session, request_id)
         ticket_ref, language = request.ticket_ref or "", request.language
         if not ticket_ref.startswith(ZENDESK) or not rt.settings.ticketing_zendesk_url:
             return False
-        if _attached_before(session, request_id):
+        if _attached_before(session, request_id, attached):
             return True
-        report = _report(session, request_id)
+        report = _newest(session, request_id, kind)
     data: dict[str, Any] = {"ticket": ticket_ref}
     try:
-        filename, size = _attach(rt, ticket_ref.removeprefix(ZENDESK), report, request_id, language)
+        filename, size = _attach(rt, ticket_ref.removeprefix(ZENDESK), report, request_id, language, mail)
     except Exception as exc:  # the request stands; the missing attachment is on record for a human
         summary = _summary(exc)
-        get_run_logger().warning("%s: attaching the report to the ticket failed (%s)", request_id, summary)
-        _record(rt, request_id, FAILED, data | {"error": summary})
+        get_run_logger().warning("%s: attaching the %s to the ticket failed (%s)", request_id, kind, summary)
+        _record(rt, request_id, FAILED, data | {"kind": kind, "error": summary})
         return False
-    get_run_logger().info("%s: access report attached to the ticket (%d bytes)", request_id, size)
-    _record(rt, request_id, ATTACHED, data | {"document": filename, "bytes": size})
+    get_run_logger().info("%s: %s attached to the ticket (%d bytes)", request_id, kind, size)
+    _record(rt, request_id, attached, data | {"document": filename, "bytes": size})
     return True
 
 
-def _attached_before(session: Session, request_id: str) -> bool:
-    """Whether a run before this one attached the report already."""
-    query = select(exists().where(Event.request_id == request_id, Event.kind == ATTACHED))
+def _attached_before(session: Session, request_id: str, attached: str = ATTACHED) -> bool:
+    """Whether a run before this one attached the document already."""
+    query = select(exists().where(Event.request_id == request_id, Event.kind == attached))
     return bool(session.scalar(query))
 
 
-def _report(session: Session, request_id: str) -> int | None:
-    """The id of the request's newest access report, if it has one."""
+def _newest(session: Session, request_id: str, kind: str = ACCESS_REPORT) -> int | None:
+    """The id of the request's newest document of ``kind`` (the access report), if it has one."""
     query = (
         select(Document.id)
-        .where(Document.request_id == request_id, Document.kind == ACCESS_REPORT)
+        .where(Document.request_id == request_id, Document.kind == kind)
         .order_by(Document.id.desc())
     )
     document_id: int | None = session.scalars(query).first()
@@ -69,18 +84,21 @@ def _report(session: Session, request_id: str) -> int | None:
 
 
 def _attach(
-    rt: Runtime, ticket_id: str, report: int | None, request_id: str, language: str
+    rt: Runtime,
+    ticket_id: str,
+    report: int | None,
+    request_id: str,
+    language: str,
+    mail: str = "report_attached",
 ) -> tuple[str, int]:
-    """Upload the report with its note; returns (file name, size). Raises whatever went wrong."""
+    """Upload the document with its note; returns (file name, size). Raises whatever went wrong."""
     if report is None:
-        raise ConfigurationError("no access report rendered for this request")
+        raise ConfigurationError("no such document stored for this request")
     with rt.ledger.session() as session:
         document = session.get_one(Document, report)
         filename = Path(document.path).name.removesuffix(".enc")
         content = document_store.read(rt.ledger, document)  # DocumentGone if altered or purged
-    title, body = rt.renderer.render_mail(
-        "report_attached", language, reference=request_id, filename=filename
-    )
+    title, body = rt.renderer.render_mail(mail, language, reference=request_id, filename=filename)
     tickets = _tickets(rt)
     try:
         tickets.attach(ticket_id, filename, content, f"{title}\n\n{body}")

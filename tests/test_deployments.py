@@ -76,7 +76,11 @@ def test_deployment_matches_what_dispatch_starts(
     assert deployment["name"] == DEPLOYMENT  # dispatch.start runs "<flow>/<DEPLOYMENT>"
     served = flow_for(flow.name).fn  # the same function, loaded by path rather than by module
     assert (flow.fn.__qualname__, source(flow.fn)) == (served.__qualname__, source(served))
-    assert list(flow.parameters.properties) == ["request_id"]  # ids only: no personal data in Prefect
+    # ids only (and switches such as erasure's dry run): no personal data in Prefect
+    assert next(iter(flow.parameters.properties)) == "request_id"
+    assert flow.parameters.required == ["request_id"]
+    others = {k: v for k, v in flow.parameters.properties.items() if k != "request_id"}
+    assert all(spec.get("type") == "boolean" for spec in others.values()), others
     assert deployment["enforce_parameter_schema"] is True
 
 
@@ -100,10 +104,9 @@ def test_the_package_purge_runs_every_night_and_takes_nothing(monkeypatch: pytes
 
 def test_every_scheduled_deployment_is_one_dsar_serve_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    from flows.deadlines import scheduled_deployment as watch
-    from flows.purge import scheduled_deployment as purge
+    from dsar.deployments import scheduled_deployments as served_on_schedule
 
-    served = {(d.flow_name, d.name) for d in (watch(), purge())}
+    served = {(d.flow_name, d.name) for d in served_on_schedule()}
     declared = {
         (load_flow_from_entrypoint(str(d["entrypoint"])).name, d["name"]) for d in scheduled_deployments()
     }

@@ -333,7 +333,7 @@ class RetainedData(Base):
     basis: Mapped[str] = mapped_column(String(300))
     until: Mapped[date | None] = mapped_column(Date)
     hold_id: Mapped[int | None] = mapped_column(ForeignKey("legal_holds.id"))
-    status: Mapped[str] = mapped_column(String(16))  # kept | erased
+    status: Mapped[str] = mapped_column(String(16))  # kept | erasing (claimed by the job) | due | erased
     kept_at: Mapped[datetime] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     ended_by: Mapped[str | None] = mapped_column(String(200))
