@@ -93,6 +93,22 @@ class Order:
     language: str
     ticket_ref: str
     zendesk_ticket: str | None = None  # where to comment back
+    ask: ZendeskWebhook | GenericRequest | None = None  # for the request's details
+
+
+def _details(ask: ZendeskWebhook | GenericRequest | None, region: str) -> dict[str, Any]:
+    """Corrections, consent withdrawal and controller of a payload, checked as for the command line."""
+    if ask is None:
+        return {}
+    details = intake.build_details(
+        corrections=ask.corrections.model_dump() if ask.corrections else None,
+        controller=ask.controller.name if ask.controller else None,
+        controller_email=ask.controller.email if ask.controller else None,
+        region=region,
+    )
+    if ask.withdraws_consent:
+        details["withdraws_consent"] = True
+    return details
 
 
 def create_intake_app(
@@ -136,7 +152,12 @@ class _Intake:
         check_signature(secret, stamp, body, signature)
         hook = parse(ZendeskWebhook, request, body)
         order = Order(
-            hook.request_type, hook.requester, hook.language, f"zendesk:{hook.ticket_id}", hook.ticket_id
+            hook.request_type,
+            hook.requester,
+            hook.language,
+            f"zendesk:{hook.ticket_id}",
+            hook.ticket_id,
+            hook,
         )
         return await run_in_threadpool(self._admit, order)
 
@@ -147,7 +168,9 @@ class _Intake:
         check_json(request)
         body = await read_body(request, self._settings.intake_max_body_bytes)
         ask = parse(GenericRequest, request, body)
-        order = Order(ask.request_type, ask.requester, ask.language, f"{ask.source}:{ask.external_ref}")
+        order = Order(
+            ask.request_type, ask.requester, ask.language, f"{ask.source}:{ask.external_ref}", ask=ask
+        )
         return await run_in_threadpool(self._admit, order)
 
     def _admit(self, order: Order) -> Response:
@@ -157,6 +180,7 @@ class _Intake:
             subject = intake.build_subject(
                 email=who.email, phone=who.phone, name=who.name, region=self._settings.default_phone_region
             )
+            details = _details(order.ask, self._settings.default_phone_region)
             with self._lock:
                 done = intake.register_or_existing(
                     self._ledger,
@@ -164,6 +188,7 @@ class _Intake:
                     subject=subject,
                     ticket_ref=order.ticket_ref,
                     language=order.language,
+                    details=details,
                 )
         except intake.IntakeError as exc:
             raise Refused(422, str(exc)) from None

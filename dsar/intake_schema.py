@@ -12,10 +12,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-__all__ = ["Answer", "ErrorBody", "GenericRequest", "Requester", "ZendeskWebhook", "openapi_document"]
+__all__ = [
+    "Answer",
+    "Controller",
+    "Corrections",
+    "ErrorBody",
+    "GenericRequest",
+    "Requester",
+    "ZendeskWebhook",
+    "openapi_document",
+]
 
 Strict = ConfigDict(strict=True, extra="forbid", frozen=True)
-RequestKind = Literal["access", "erasure"]
+RequestKind = Literal["access", "erasure", "rectification", "restriction", "objection", "portability"]
 Language = Literal["nb", "en"]
 _EMAIL_OR_EMPTY: list[JsonValue] = [
     {"type": "string", "format": "email", "maxLength": 254},
@@ -34,6 +43,25 @@ class Requester(BaseModel):
     name: str | None = Field(default=None, max_length=200)
 
 
+class Corrections(BaseModel):
+    """Rectification (Art. 16): the corrected values ("" = not corrected); at least one is required."""
+
+    model_config = Strict
+
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254, json_schema_extra={"anyOf": _EMAIL_OR_EMPTY})
+    phone: str | None = Field(default=None, max_length=32)
+
+
+class Controller(BaseModel):
+    """The customer we only process the data for: the request is forwarded to them, not acted on."""
+
+    model_config = Strict
+
+    name: str = Field(min_length=2, max_length=200)
+    email: str = Field(max_length=254, json_schema_extra={"format": "email"})
+
+
 class ZendeskWebhook(BaseModel):
     """The body our Zendesk webhook template sends (see :mod:`dsar.intake_api`)."""
 
@@ -43,6 +71,9 @@ class ZendeskWebhook(BaseModel):
     request_type: RequestKind
     requester: Requester
     language: Language = "nb"
+    corrections: Corrections | None = None
+    withdraws_consent: bool = False  # an objection that withdraws consent (Art. 7(3))
+    controller: Controller | None = None
 
 
 class GenericRequest(BaseModel):
@@ -57,6 +88,9 @@ class GenericRequest(BaseModel):
     request_type: RequestKind
     requester: Requester
     language: Language = "nb"
+    corrections: Corrections | None = None
+    withdraws_consent: bool = False  # an objection that withdraws consent (Art. 7(3))
+    controller: Controller | None = None
 
 
 class Answer(BaseModel):

@@ -28,6 +28,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from dsar.intake_api import create_intake_app
 from dsar.ledger import Ledger
+from dsar.ledger import repository as repo
 from dsar.ledger.models import Event, Request
 from emulators.server import RunningServer, serve_in_thread
 from emulators.zendesk import ZendeskState, create_app
@@ -457,6 +458,46 @@ def test_the_generic_intake_validates_like_the_webhook(
         "/intake/requests", json=generic(**changes), headers={"Authorization": f"Bearer {TOKEN}"}
     )
     assert_refused(response, 422, ledger)
+
+
+def test_a_rectification_carries_its_corrections_encrypted_and_is_refused_without_them(
+    client: TestClient, ledger: Ledger, starts: Starts
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    bare = generic(request_type="rectification", external_ref="DSR-43")
+    assert_refused(client.post("/intake/requests", json=bare, headers=auth), 422, ledger)
+    bad = bare | {"corrections": {"email": "not-an-address"}}
+    assert_refused(client.post("/intake/requests", json=bad, headers=auth), 422, ledger)
+    fixed = bare | {"corrections": {"name": "Kari  Nordmann-Berg", "email": "", "phone": "+47 913 45 678"}}
+    response = client.post("/intake/requests", json=fixed, headers=auth)
+    assert response.status_code == 201
+    request_id = response.json()["request_id"]
+    assert starts == [(request_id, "rectification")]
+    with ledger.session() as session:
+        details = repo.load_details(session, keys=ledger.keys, request_id=request_id)
+        sealed = session.get(Request, request_id).details_ciphertext  # type: ignore[union-attr]
+    assert details["corrections"] == {"name": "Kari Nordmann-Berg", "email": None, "phone": "+4791345678"}
+    assert sealed is not None
+    assert b"Nordmann-Berg" not in sealed  # stored encrypted, like the subject
+
+
+def test_an_objection_withdrawing_consent_and_a_request_for_a_customer_are_recorded(
+    client: TestClient, ledger: Ledger
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    objection = generic(request_type="objection", external_ref="DSR-44", withdraws_consent=True)
+    forwarded = generic(
+        external_ref="DSR-45",
+        controller={"name": "Bakeriet Fjord AS", "email": "personvern@bakeriet.example"},
+    )
+    ids = [
+        client.post("/intake/requests", json=body, headers=auth).json()["request_id"]
+        for body in (objection, forwarded)
+    ]
+    with ledger.session() as session:
+        first, second = (repo.load_details(session, keys=ledger.keys, request_id=i) for i in ids)
+    assert first == {"withdraws_consent": True}
+    assert second == {"controller": {"name": "Bakeriet Fjord AS", "email": "personvern@bakeriet.example"}}
 
 
 # ---- the description, health, and what is not a route -------------------------------------------------
