@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 
 from dsar.ledger import Ledger
-from dsar.ledger.chain import append_event
+from dsar.ledger.chain import append_event, lock_request
 from dsar.ledger.models import MailStatus, OutboxMail
 from integrations.errors import IntegrationError
 from integrations.mail import Mail, Mailer
@@ -32,6 +32,8 @@ class Delivery:
 def enqueue(ledger: Ledger, *, request_id: str | None, kind: str, mail: Mail) -> bool:
     """Queue ``mail`` unless a mail with its Message-ID was queued before; True if queued now."""
     with ledger.session() as session:
+        if request_id:
+            lock_request(session, request_id)  # before the insert: parallel tasks queue mail too
         if session.scalar(select(OutboxMail.id).where(OutboxMail.message_id == mail.message_id)):
             return False
         sealed = ledger.keys.cipher.encrypt_json({"to": mail.to, "subject": mail.subject, "body": mail.body})

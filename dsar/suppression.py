@@ -10,12 +10,14 @@ record is justified by Art. 6(1)(c)/(f) and 21(3).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dsar.crypto import normalise_email, normalise_phone
 from dsar.ledger.chain import append_event
 from dsar.ledger.models import Suppression
 from dsar.ledger.repository import Keys
@@ -58,10 +60,27 @@ def suppress(
 
 
 def is_suppressed(
-    session: Session, *, keys: Keys, email: str | None = None, phone: str | None = None
+    session: Session,
+    *,
+    keys: Keys,
+    email: str | None = None,
+    phone: str | None = None,
+    region: str = "NO",
 ) -> bool:
     """True when either identifier (normalised, as for intake) is on the list."""
-    wanted = _keys(keys, email, phone)
+    wanted = _keys(
+        keys, _normalised(normalise_email, email), _normalised(lambda p: normalise_phone(p, region), phone)
+    )
     return (
         bool(wanted) and session.scalar(select(Suppression.id).where(Suppression.key.in_(wanted))) is not None
     )
+
+
+def _normalised(normalise: Callable[[str], str], value: str | None) -> str | None:
+    """The identifier as intake stores it; one that is not valid cannot be on the list as given."""
+    if not value:
+        return None
+    try:
+        return normalise(value)
+    except ValueError:
+        return value.strip()

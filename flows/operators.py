@@ -56,7 +56,7 @@ def settle_with_operators(request_id: str) -> None:
             wait_for_input=form.with_initial_data(description=description),
             timeout=settings.operator_timeout_s,
             poll_interval=settings.operator_poll_s,
-            key=f"{step}-{system}",
+            key=f"{step}-{system}".replace("_", "-"),  # Prefect's keys: lower case, digits, dashes
         )
         records = answer.records if isinstance(answer, SearchAnswer) else 0
         note = f"{answer.note} (file: {answer.evidence})" if answer.evidence else answer.note

@@ -7,6 +7,8 @@ recipients (Art. 19: rectification and restriction), tell the subject, close.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -52,16 +54,7 @@ def _find_everywhere(request_id: str, systems: list[str]) -> None:
 )
 def rectification_request(request_id: str) -> str | None:
     """Art. 16: correct the subject's data everywhere it is held, then tell the recipients."""
-    systems = begin_request(request_id, "rectification")
-    if not confirm_identity(request_id):
-        return None
-    _find_everywhere(request_id, systems)
-    _apply_everywhere(request_id, systems, "rectification")
-    with_retries(notify_recipients, runtime.current().settings)(request_id, "rectification")  # Art. 19
-    letter = confirm_to_subject(request_id)
-    complete_request(request_id, "rectified")
-    publish_summary(request_id)
-    return letter
+    return _carry_out_and_tell(request_id, "rectification", checkpoint="rectified")
 
 
 @flow(
@@ -71,14 +64,22 @@ def rectification_request(request_id: str) -> str | None:
 )
 def restriction_request(request_id: str) -> str | None:
     """Art. 18: mark the subject's data restricted everywhere; it is stored, not processed."""
-    systems = begin_request(request_id, "restriction")
+    return _carry_out_and_tell(request_id, "restriction", checkpoint="restricted")
+
+
+def _carry_out_and_tell(
+    request_id: str, right: Literal["rectification", "restriction"], checkpoint: str
+) -> str | None:
+    """Confirm who asks, find the data, carry the right out everywhere, tell the recipients
+    (Art. 19) and the subject, close."""
+    systems = begin_request(request_id, right)
     if not confirm_identity(request_id):
-        return None
+        return None  # waiting for the subject; their answer starts the flow again
     _find_everywhere(request_id, systems)
-    _apply_everywhere(request_id, systems, "restriction")
-    with_retries(notify_recipients, runtime.current().settings)(request_id, "restriction")  # Art. 19
+    _apply_everywhere(request_id, systems, right)
+    with_retries(notify_recipients, runtime.current().settings)(request_id, right)
     letter = confirm_to_subject(request_id)
-    complete_request(request_id, "restricted")
+    complete_request(request_id, checkpoint)
     publish_summary(request_id)
     return letter
 

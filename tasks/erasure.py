@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from dsar import holds, runtime
 from dsar.calendar import OSLO
 from dsar.ledger import repository as repo
-from dsar.ledger.chain import append_event
+from dsar.ledger.chain import append_event, lock_request
 from dsar.ledger.models import RetainedData, SystemResult, SystemStatus
 from dsar.retention import SystemPlan, hold_basis, plan_system, rule_for
 from dsar.runtime import Runtime
@@ -134,7 +134,7 @@ def erase_system(request_id: str, system: str) -> dict[str, int] | None:
         return rule.legal_basis, rule.until(today, rt.settings.year_end)
 
     with system_row(rt, request_id, system) as (session, row):
-        row.erased_counts, row.method, row.error = erased, outcome.method, None
+        row.erased_counts, row.method, row.error = erased, outcome.method[:200], None
         row.retained_counts = {category: n for category, n in outcome.retained.items() if n}
         row.erased_at, row.attempts = datetime.now(UTC), row.attempts + 1
         _keep(session, request_id, system, row.retained_counts, basis_until)  # verify checks the rest
@@ -155,6 +155,7 @@ def _keep(
     hold_id: int | None = None,
 ) -> None:
     """Record (or update, on a re-run) what the system keeps, where a rule gives the basis."""
+    lock_request(session, request_id)  # before the inserts: concurrent erasures must not deadlock
     for category, count in sorted(counts.items()):
         found = basis_until(category)
         if found is None:

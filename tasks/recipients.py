@@ -39,6 +39,9 @@ def notify_recipients(
         systems = [
             r.system for r in rows if r.status in _CARRIED_OUT[action] and (r.counts or r.erased_counts)
         ]
+        if action == "rectification" and corrections is None:  # read here: never a task parameter
+            fixed = repo.load_details(session, keys=rt.ledger.keys, request_id=request_id).get("corrections")
+            corrections = Corrections(**fixed) if fixed else None
     try:
         given = recipients.notify_recipients(rt, request_id, action, systems, corrections)
     except RetryableError as exc:

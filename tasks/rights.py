@@ -69,7 +69,7 @@ def apply_right(request_id: str, system: str, right: Right) -> dict[str, int] | 
     if outcome is None:
         return None
     with system_row(rt, request_id, system) as (session, row):
-        row.status, row.method, row.error = SystemStatus.APPLIED, outcome.method, None
+        row.status, row.method, row.error = SystemStatus.APPLIED, outcome.method[:200], None
         row.attempts += 1
         counts = {category: n for category, n in outcome.counts.items() if n}
         _record(session, request_id, system, right, outcome.method, counts)
@@ -175,11 +175,12 @@ def ready_to_lift(request_id: str, operator: str) -> None:
         stmt = select(Event.data).where(
             Event.request_id == request_id, Event.kind == "restriction.lift_announced"
         )
-        announced = [date.fromisoformat(d["lift_on"]) for d in session.scalars(stmt)]
+        # The latest letter is what the subject was told last (a new one may move the day).
+        announced = [date.fromisoformat(d["lift_on"]) for d in session.scalars(stmt.order_by(Event.seq))]
         if not announced:
             raise BadInput(f"tell the subject first: dsar restriction announce-lift {request_id} --on DATE")
-        if max(announced) > today:
-            raise BadInput(f"the subject was told the restriction ends on {max(announced)}; wait until then")
+        if announced[-1] > today:
+            raise BadInput(f"the subject was told the restriction ends on {announced[-1]}; wait until then")
         append_event(session, request_id=request_id, kind="restriction.lifting", data={"operator": operator})
 
 

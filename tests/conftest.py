@@ -43,6 +43,23 @@ def make_settings(var_dir: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+def flow_settings(
+    var_dir: Path, ledger_url: str, systems_file: Path, smtp_port: int, **overrides: object
+) -> Settings:
+    """Settings for flows against the emulators: quick retries, the loopback SMTP server, 1 s polls."""
+    values: dict[str, object] = {
+        "ledger_url": ledger_url,
+        "systems_file": systems_file,
+        "task_retries": 1,
+        "task_retry_delay_s": 0,
+        "http_backoff_base_s": 0.01,
+        "http_max_attempts": 2,
+        "smtp_port": smtp_port,
+        "operator_poll_s": 1,
+    }
+    return make_settings(var_dir, **(values | overrides))
+
+
 @pytest.fixture
 def ledger(ledger_url: str, tmp_path: Path) -> Iterator[Ledger]:
     ledger = Ledger(make_settings(tmp_path, ledger_url=ledger_url))

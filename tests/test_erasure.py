@@ -29,7 +29,7 @@ from emulators.demo_data import DEMO_SUBJECT
 from emulators.operator import Operator
 from emulators.stack import EmulatorStack, emulator_stack
 from flows.erasure import erasure_request
-from tests.conftest import make_settings
+from tests.conftest import flow_settings
 from tests.databases import make_database_url
 from tests.documents_helpers import stored_pdf_text
 from tests.identity_helpers import confirm_identity
@@ -69,26 +69,16 @@ def stack(tmp_path: Path) -> Iterator[EmulatorStack]:
         yield started
 
 
-def _settings(
-    stack: EmulatorStack, ledger_url: str, tmp_path: Path, **overrides: object
-) -> dict[str, object]:
-    return {
-        "ledger_url": ledger_url,
-        "systems_file": stack.systems_file,
-        "task_retries": 1,
-        "task_retry_delay_s": 0,
-        "http_backoff_base_s": 0.01,
-        "http_max_attempts": 2,
-        "smtp_port": stack.mailbox.port,
-        "operator_poll_s": 1,
-        "processor_language": "en",
-        **overrides,
-    }
-
-
 @pytest.fixture
 def rt(stack: EmulatorStack, ledger_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    settings = make_settings(tmp_path, **_settings(stack, ledger_url, tmp_path, erasure_approval="operator"))
+    settings = flow_settings(
+        tmp_path,
+        ledger_url,
+        stack.systems_file,
+        stack.mailbox.port,
+        processor_language="en",
+        erasure_approval="operator",
+    )
     runtime = Runtime.from_settings(settings)
     with using(runtime):
         yield runtime
@@ -277,7 +267,9 @@ def test_a_system_that_keeps_data_no_rule_explains_is_not_certified(
         if entry["name"] == "poweroffice-go":
             entry["register"]["retention_rules"] = []  # the register forgot the bookkeeping rule
     stack.systems_file.write_text(yaml.safe_dump(systems, allow_unicode=True), encoding="utf-8")
-    settings = make_settings(tmp_path, **_settings(stack, ledger_url, tmp_path, erasure_approval="automatic"))
+    settings = flow_settings(
+        tmp_path, ledger_url, stack.systems_file, stack.mailbox.port, processor_language="en"
+    )
     runtime = Runtime.from_settings(settings)
     with using(runtime), Operator(operator_answer, poll_s=0.3):
         request_id = submit(runtime)

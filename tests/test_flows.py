@@ -26,7 +26,7 @@ from emulators.internal_db import OTHER_PEOPLE
 from emulators.stack import EmulatorStack, emulator_stack
 from flows.access import access_request
 from flows.erasure import erasure_request
-from tests.conftest import make_settings
+from tests.conftest import flow_settings
 from tests.databases import make_database_url
 from tests.documents_helpers import stored_bytes, stored_pdf_text
 from tests.identity_helpers import confirm_identity
@@ -52,17 +52,7 @@ def ledger_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 def rt(stack: EmulatorStack, ledger_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    settings = make_settings(
-        tmp_path,
-        ledger_url=ledger_url,
-        systems_file=stack.systems_file,
-        task_retries=1,
-        task_retry_delay_s=0,
-        http_backoff_base_s=0.01,
-        http_max_attempts=2,
-        smtp_port=stack.mailbox.port,
-        operator_poll_s=1,
-    )
+    settings = flow_settings(tmp_path, ledger_url, stack.systems_file, stack.mailbox.port)
     runtime = Runtime.from_settings(settings)
     with using(runtime):
         yield runtime

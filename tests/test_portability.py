@@ -32,7 +32,7 @@ from emulators.zendesk import ZendeskState, create_app
 from flows.portability import portability_request
 from integrations.base import Record
 from tasks.documents import PORTABILITY_EXPORT
-from tests.conftest import make_settings
+from tests.conftest import flow_settings
 from tests.databases import make_database_url
 from tests.documents_helpers import stored_bytes
 from tests.identity_helpers import confirm_identity
@@ -63,18 +63,7 @@ def ledger_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def settings(stack: EmulatorStack, ledger_url: str, tmp_path: Path, **extra: Any) -> Any:
-    return make_settings(
-        tmp_path,
-        ledger_url=ledger_url,
-        systems_file=stack.systems_file,
-        task_retries=1,
-        task_retry_delay_s=0,
-        http_backoff_base_s=0.01,
-        http_max_attempts=2,
-        smtp_port=stack.mailbox.port,
-        operator_poll_s=1,
-        **extra,
-    )
+    return flow_settings(tmp_path, ledger_url, stack.systems_file, stack.mailbox.port, **extra)
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from emulators.stack import EmulatorStack, emulator_stack
 from flows.retention import RetentionFailed, retention
 from integrations.base import ErasureOutcome, LookupResult, Subject, System
 from tasks import retention as job
-from tests.conftest import make_settings
+from tests.conftest import flow_settings, make_settings
 from tests.databases import make_database_url
 from tests.identity_helpers import confirm_identity
 
@@ -277,16 +277,8 @@ def ledger_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 def rt(stack: EmulatorStack, ledger_url: str, tmp_path: Path, prefect_harness: str) -> Iterator[Runtime]:
-    settings = make_settings(
-        tmp_path,
-        ledger_url=ledger_url,
-        systems_file=stack.systems_file,
-        task_retries=1,
-        task_retry_delay_s=0,
-        http_backoff_base_s=0.01,
-        http_max_attempts=2,
-        smtp_port=stack.mailbox.port,
-        alert_language="en",
+    settings = flow_settings(
+        tmp_path, ledger_url, stack.systems_file, stack.mailbox.port, alert_language="en"
     )
     runtime = Runtime.from_settings(settings)
     with using(runtime):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from dsar.ledger.models import Event, Request
 
-__all__ = ["GENESIS", "ChainCheck", "append_event", "as_utc", "chain_head", "verify_chain"]
+__all__ = ["GENESIS", "ChainCheck", "append_event", "as_utc", "chain_head", "lock_request", "verify_chain"]
 
 GENESIS = "0" * 64
 _MAX_RACES = 20
@@ -55,6 +55,15 @@ def _last(session: Session, request_id: str, *, lock: bool = False) -> Event | N
     return session.scalars(stmt.with_for_update() if lock else stmt).first()
 
 
+def lock_request(session: Session, request_id: str) -> None:
+    """Take the request's row lock first in a transaction that will also insert rows pointing at it.
+
+    On PostgreSQL an insert with a foreign key share-locks the request row; two such transactions
+    that then append an event (which wants the row exclusively) deadlock. Locking first orders them.
+    """
+    session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
+
+
 def append_event(
     session: Session, *, request_id: str, kind: str, data: dict[str, Any] | None = None
 ) -> Event:
@@ -62,7 +71,7 @@ def append_event(
     payload = json.loads(json.dumps(data or {}, default=str))
     # Serialise appends per request on servers with row locks (SQLite's BEGIN IMMEDIATE already
     # does); the unique (request_id, seq) constraint and the retry below remain the safety net.
-    session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
+    lock_request(session, request_id)
     for _ in range(_MAX_RACES):
         last = _last(session, request_id, lock=True)
         seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)

@@ -215,7 +215,7 @@ class SystemResult(Base):
     status: Mapped[SystemStatus] = mapped_column(_enum(SystemStatus))
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # category -> records found
     erased_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # category -> records erased
-    method: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)  # PII-free summary of the last failure
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     payload_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted export

@@ -8,7 +8,7 @@ Erasure and the other rights (issue 6): what an erasure kept on purpose, on whic
 when (``retained_data``); operator-placed legal holds (GDPR Art. 17(3)(e)); the keyed-hash
 suppression list that makes an objection to direct marketing survive re-imports; and the
 request's encrypted details (corrections for rectification, the controller for a processor-only
-request).
+request). A system's ``method`` grows to 200 characters.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ _TS = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "m
 def upgrade() -> None:
     with op.batch_alter_table("requests") as batch:
         batch.add_column(sa.Column("details_ciphertext", sa.LargeBinary(), nullable=True))
+    # A vendor's method can name its own sub-steps (Zendesk: the compliance deletion's statuses).
+    with op.batch_alter_table("system_results") as batch:
+        batch.alter_column("method", existing_type=sa.String(length=64), type_=sa.String(length=200))
     op.create_table(
         "legal_holds",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -89,5 +92,7 @@ def downgrade() -> None:
     op.drop_index("ix_retained_data_status_until", table_name="retained_data")
     op.drop_table("retained_data")
     op.drop_table("legal_holds")
+    with op.batch_alter_table("system_results") as batch:
+        batch.alter_column("method", existing_type=sa.String(length=200), type_=sa.String(length=64))
     with op.batch_alter_table("requests") as batch:
         batch.drop_column("details_ciphertext")
