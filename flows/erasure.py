@@ -48,9 +48,13 @@ def erasure_request(request_id: str, dry_run: bool = False) -> str | None:
         return None
     if not approve_erasure(request_id, plan):
         return None  # rejected: the request waits for an operator
-    with_retries(erase_system, settings).map(unmapped(request_id), systems, return_state=True)
+    erase, verify = with_retries(erase_system, settings), with_retries(verify_erasure, settings)
+    erase.map(unmapped(request_id), systems, return_state=True)
     settle_with_operators(request_id)
-    with_retries(verify_erasure, settings).map(unmapped(request_id), systems, return_state=True)
+    checked = verify.map(unmapped(request_id), systems, return_state=True)
+    if still_there := [system for system, state in zip(systems, checked, strict=True) if state.is_failed()]:
+        erase.map(unmapped(request_id), still_there, return_state=True)  # once more, then escalate
+        verify.map(unmapped(request_id), still_there, return_state=True)
     publish_summary(request_id)
     require_definite_answers(request_id, systems, "erased")
     with_retries(notify_recipients, settings)(request_id, "erasure")  # Art. 19

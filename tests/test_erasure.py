@@ -26,6 +26,7 @@ from dsar.ledger import repository as repo
 from dsar.ledger.models import Document, Event, RequestStatus, RetainedData, SystemStatus
 from dsar.runtime import Runtime, using
 from emulators.demo_data import DEMO_SUBJECT
+from emulators.internal_db import newsletter_subscriptions
 from emulators.operator import Operator
 from emulators.stack import EmulatorStack, emulator_stack
 from flows.erasure import erasure_request
@@ -172,6 +173,34 @@ def test_an_approved_plan_erases_everything_erasable_keeps_the_books_and_tells_e
         assert f"{vendor} (" in flat
         assert contact in flat
     assert DEMO_SUBJECT.email.lower() not in certificate.lower()
+
+
+def test_data_that_is_back_at_the_re_check_is_erased_again_before_anything_is_certified(
+    rt: Runtime, stack: EmulatorStack
+) -> None:
+    request_id = submit(rt)
+
+    def reimport_then_answer(key: str) -> dict[str, object]:
+        if key == "erase-link-mobility":  # erasure ran everywhere else; an old list is imported again
+            with stack.app_db.begin() as conn:
+                conn.execute(
+                    newsletter_subscriptions.insert().values(
+                        email=DEMO_SUBJECT.email,
+                        subscribed_at=datetime(2026, 1, 5),
+                        confirmed=True,
+                        source="import",
+                    )
+                )
+        return operator_answer(key)
+
+    with Operator(reimport_then_answer, poll_s=0.3):
+        stored = erasure_request(request_id)
+    assert stored is not None
+    failed = [e for e in events(rt, request_id, "system.failed") if e["system"] == "app-db"]
+    assert failed  # the re-check (and its retry) found the re-imported row ...
+    assert all(e["step"] == "verify" and "re-check still finds 1 records" in e["error"] for e in failed)
+    assert [e["system"] for e in events(rt, request_id, "system.erased")].count("app-db") == 2
+    assert fresh_lookups(rt)["app-db"] == 0
 
 
 def test_a_dry_run_shows_the_plan_and_erases_nothing(rt: Runtime, stack: EmulatorStack) -> None:
