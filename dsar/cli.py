@@ -192,6 +192,36 @@ def reopen(
 
 
 @app.command()
+def run(
+    request_id: Annotated[str, typer.Argument(help="an open request: waiting, incomplete, or a dry run")],
+) -> None:
+    """Run an open request's flow again: it continues from its checkpoints in the ledger."""
+
+    def body() -> None:
+        from dsar import dispatch
+        from dsar.ledger import repository as repo
+        from dsar.runtime import Runtime, install
+
+        settings = _settings()
+        runtime = Runtime.from_settings(settings)
+        install(runtime)
+        try:
+            with runtime.ledger.session() as session:
+                request = repo.get_request(session, request_id)
+                request_type, is_open = request.type.value, request.status.is_open
+        except repo.UnknownRequest as exc:
+            raise BadInput(str(exc)) from None
+        if not is_open:
+            raise BadInput(f"{request_id} is finished; a closed request is opened again with dsar reopen")
+        typer.echo(request_id)
+        sys.stdout.flush()
+        stamp = datetime.now(OSLO).strftime("%Y%m%dT%H%M%S")  # each operator's run is its own occasion
+        dispatch.start(request_id, request_type, settings.dispatch, occasion=f"run-{stamp}")
+
+    _guard(body)
+
+
+@app.command()
 def extend(
     request_id: Annotated[str, typer.Argument(help="the request to extend by two months")],
     reasons: Annotated[str, typer.Option(help="why more time is needed, written for the subject")],

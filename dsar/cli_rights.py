@@ -49,14 +49,22 @@ def erasure_plan(request_id: Annotated[str, typer.Argument(help="the erasure req
 
 
 def _print_plan(request_id: str) -> None:
+    """The plan this dry run recorded; a run that stopped before planning (identity) says so."""
     from sqlalchemy import select
 
+    from dsar.ledger import repository as repo
     from dsar.ledger.models import Event
 
     with _runtime() as rt, rt.ledger.session() as session:
-        stmt = select(Event.data).where(Event.request_id == request_id, Event.kind == "erasure.planned")
-        plan = session.scalars(stmt.order_by(Event.seq.desc()).limit(1)).first()
-    typer.echo(json.dumps(plan or {}, indent=2, ensure_ascii=False))
+        stmt = select(Event).where(
+            Event.request_id == request_id, Event.kind.in_(("erasure.planned", "erasure.dry_run"))
+        )
+        last_two = list(session.scalars(stmt.order_by(Event.seq.desc()).limit(2)))
+        request = repo.get_request(session, request_id)
+        status, checkpoint = request.status.value, request.checkpoint
+    if [e.kind for e in last_two] != ["erasure.dry_run", "erasure.planned"]:
+        raise BadInput(f"no plan was made: {request_id} is {status} (at {checkpoint})")
+    typer.echo(json.dumps(last_two[1].data, indent=2, ensure_ascii=False))
 
 
 @restriction_app.command("announce-lift")

@@ -122,6 +122,49 @@ def test_submit_without_a_systems_file_is_bad_input_and_writes_nothing(env: dict
     assert requests_in_ledger(env) == 0
 
 
+def test_run_refuses_unknown_and_finished_requests(env: dict[str, str]) -> None:
+    unknown = dsar(env, "run", "dsar-000000000000")
+    assert (unknown.returncode, "dsar-000000000000" in unknown.stderr) == (2, True)
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--type", "rectification"), "needs the corrected values"),
+        (("--type", "rectification", "--correct-email", "not-an-address"), "corrected e-mail address"),
+        (("--type", "erasure", "--controller", "Bakeriet AS"), "controller"),
+        (("--type", "consent"), "unknown request type"),
+    ],
+)
+def test_submit_checks_the_details_of_the_other_rights(
+    env: dict[str, str], args: tuple[str, ...], reason: str
+) -> None:
+    result = dsar(env, "submit", *args, "--email", "kari@example.no", "--no-start")
+    assert result.returncode == 2
+    assert reason in result.stderr
+    assert requests_in_ledger(env) == 0
+
+
+def test_submit_registers_a_rectification_and_an_objection(env: dict[str, str]) -> None:
+    fixed = dsar(
+        env, "submit", "--type", "rectification", "--email", "kari@example.no", "--correct-name", "Kari Berg",
+        "--no-start",
+    )  # fmt: skip
+    assert fixed.returncode == 0, fixed.stderr
+    objection = dsar(
+        env,
+        "submit",
+        "--type",
+        "objection",
+        "--email",
+        "kari@example.no",
+        "--withdraws-consent",
+        "--no-start",
+    )
+    assert objection.returncode == 0, objection.stderr
+    assert requests_in_ledger(env) == 2
+
+
 def test_usage_errors_exit_2(env: dict[str, str]) -> None:
     assert dsar(env, "submit", "--email", "kari@example.no").returncode == 2  # --type is required
     assert dsar(env, "no-such-command").returncode == 2

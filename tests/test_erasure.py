@@ -5,6 +5,7 @@ requests we only forward to a customer."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,9 +20,11 @@ import pytest
 import yaml
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from dsar import holds, intake
 from dsar.calendar import OSLO
+from dsar.cli import app as dsar_app
 from dsar.ledger import repository as repo
 from dsar.ledger.models import Document, Event, RequestStatus, RetainedData, SystemStatus
 from dsar.runtime import Runtime, using
@@ -213,6 +216,30 @@ def test_a_dry_run_shows_the_plan_and_erases_nothing(rt: Runtime, stack: Emulato
     assert fresh_lookups(rt)["hubspot-crm"] > 0
     with rt.ledger.session() as session:
         assert repo.get_request(session, request_id).status.is_open
+
+
+def test_the_erasure_plan_command_is_a_dry_run_that_prints_counts_not_values(
+    rt: Runtime, stack: EmulatorStack
+) -> None:
+    request_id = submit(rt)
+    env = {
+        "DSAR_VAR_DIR": str(rt.settings.var_dir),
+        "DSAR_LEDGER_URL": rt.settings.ledger_url,
+        "DSAR_ENCRYPTION_KEY": rt.settings.secret("encryption_key"),
+        "DSAR_HASH_KEY": rt.settings.secret("hash_key"),
+        "DSAR_SYSTEMS_FILE": str(stack.systems_file),
+        "DSAR_SMTP_PORT": str(stack.mailbox.port),
+        "DSAR_OPERATOR_POLL_S": "1",
+    }
+    with Operator(operator_answer, poll_s=0.3):
+        result = CliRunner().invoke(dsar_app, ["erasure-plan", request_id], env=env)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)["systems"]
+    invoice = next(c for c in plan["poweroffice-go"]["categories"] if c["category"] == "invoice")
+    assert (invoice["action"], invoice["until"]) == ("retain", f"{datetime.now(OSLO).year + 5}-12-31")
+    assert DEMO_SUBJECT.email.lower() not in result.stdout.lower()
+    assert events(rt, request_id, "system.erased") == []
+    assert fresh_lookups(rt)["hubspot-crm"] > 0
 
 
 def test_a_rejected_plan_erases_nothing_and_waits_for_an_operator(rt: Runtime, stack: EmulatorStack) -> None:
