@@ -123,11 +123,16 @@ def notify_controller_customer(
     return _issue(rt, letter, to=customer_email)
 
 
-def confirm_right(rt: Runtime, request_id: str, *, outcomes: list[tuple[str, str]], today: date) -> str:
-    """Tell the subject what was done, system by system (rectification, restriction, objection)."""
+def confirm_right(
+    rt: Runtime, request_id: str, *, outcomes: list[tuple[str, str]], today: date, to: str | None = None
+) -> str:
+    """Tell the subject what was done, system by system (rectification, restriction, objection).
+
+    ``to``: another address of the subject's (a corrected e-mail: the old one may be gone).
+    """
     with rt.ledger.session() as session:
         letter = _letter(_open(session, request_id), "rights_confirmation", today, outcomes=tuple(outcomes))
-    return _issue(rt, letter)
+    return _issue(rt, letter, to=to)
 
 
 def announce_lift(rt: Runtime, request_id: str, *, lift_on: date, today: date) -> str:

@@ -11,6 +11,7 @@ from flows.operators import settle_with_operators
 from flows.review import review_before_sending
 from tasks.artifacts import publish_summary
 from tasks.common import with_retries
+from tasks.controller import forward_to_controller
 from tasks.discovery import collect_system
 from tasks.documents import render_access_report
 from tasks.requests import begin_request, complete_request, require_definite_answers
@@ -29,6 +30,8 @@ def access_request(request_id: str) -> str | None:
     """Answer an access request: every configured system, concurrently, then the report."""
     collect = with_retries(collect_system, runtime.current().settings)
     systems = begin_request(request_id, "access")
+    if forwarded := forward_to_controller(request_id):
+        return forwarded  # we only process the data for a customer: the customer decides
     if not confirm_identity(request_id):
         return None  # waiting for the subject; their answer starts the flow again
     collect.map(unmapped(request_id), systems, return_state=True)  # outcomes live in the ledger

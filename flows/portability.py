@@ -11,6 +11,7 @@ from flows.operators import settle_with_operators
 from flows.review import review_before_sending
 from tasks.artifacts import publish_summary
 from tasks.common import with_retries
+from tasks.controller import forward_to_controller
 from tasks.discovery import collect_system
 from tasks.documents import PORTABILITY_EXPORT
 from tasks.portability import render_portability_export
@@ -30,6 +31,8 @@ def portability_request(request_id: str) -> str | None:
     """Answer a portability request: collect from every system, then export what Art. 20(1) covers."""
     collect = with_retries(collect_system, runtime.current().settings)
     systems = begin_request(request_id, "portability")
+    if forwarded := forward_to_controller(request_id):
+        return forwarded  # we only process the data for a customer: the customer decides
     if not confirm_identity(request_id):
         return None  # waiting for the subject; their answer starts the flow again
     collect.map(unmapped(request_id), systems, return_state=True)  # outcomes live in the ledger

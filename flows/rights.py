@@ -17,6 +17,7 @@ from flows.identity import confirm_identity
 from flows.operators import settle_with_operators
 from tasks.artifacts import publish_summary
 from tasks.common import with_retries
+from tasks.controller import forward_to_controller
 from tasks.discovery import look_up_system
 from tasks.recipients import notify_recipients
 from tasks.requests import begin_request, complete_request, require_definite_answers
@@ -73,6 +74,8 @@ def _carry_out_and_tell(
     """Confirm who asks, find the data, carry the right out everywhere, tell the recipients
     (Art. 19) and the subject, close."""
     systems = begin_request(request_id, right)
+    if forwarded := forward_to_controller(request_id):
+        return forwarded  # we only process the data for a customer: the customer decides
     if not confirm_identity(request_id):
         return None  # waiting for the subject; their answer starts the flow again
     _find_everywhere(request_id, systems)
@@ -106,6 +109,8 @@ def lift_restriction(request_id: str, operator: str) -> None:
 def objection_request(request_id: str) -> str | None:
     """Art. 21(2) (and 7(3)): stop direct marketing everywhere, and remember the objection."""
     systems = begin_request(request_id, "objection")
+    if forwarded := forward_to_controller(request_id):
+        return forwarded  # we only process the data for a customer: the customer decides
     if not confirm_identity(request_id):
         return None
     record_suppression(request_id)  # first: the objection holds even if a system is down

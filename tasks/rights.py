@@ -158,9 +158,14 @@ def confirm_to_subject(request_id: str) -> str:
             )
         ).first()
         outcomes = [(r.system, _LETTER_OUTCOME.get(r.status, "none")) for r in request.systems]
+        corrected = (
+            repo.load_details(session, keys=rt.ledger.keys, request_id=request_id).get("corrections") or {}
+        )
     if made is not None:
         return made
-    return letters.confirm_right(rt, request_id, outcomes=outcomes, today=datetime.now(OSLO).date())
+    today = datetime.now(OSLO).date()
+    # A corrected e-mail address is where the subject now reads their mail.
+    return letters.confirm_right(rt, request_id, outcomes=outcomes, today=today, to=corrected.get("email"))
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -186,5 +191,8 @@ def ready_to_lift(request_id: str, operator: str) -> None:
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def record_lifted(request_id: str) -> None:
+    """The restriction is over: the request's checkpoint says so, and a second lift is refused."""
     with runtime.current().ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        request.checkpoint = "lifted"
         append_event(session, request_id=request_id, kind="restriction.lifted", data={})

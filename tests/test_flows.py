@@ -225,6 +225,27 @@ def test_a_finished_request_is_not_run_again(rt: Runtime) -> None:
         erasure_request(request_id)
 
 
+def test_an_access_request_about_a_customers_data_goes_to_the_customer_and_collects_nothing(
+    rt: Runtime, stack: EmulatorStack
+) -> None:
+    subject = intake.build_subject(email=DEMO_SUBJECT.email, phone=DEMO_SUBJECT.phone, name=DEMO_SUBJECT.name)
+    details = intake.build_details(
+        controller="Bakeriet Fjord AS", controller_email="Personvern@Bakeriet.example"
+    )
+    request_id = intake.register(
+        rt.ledger, request_type="access", subject=subject, details=details
+    ).request_id
+    letter = access_request(request_id)  # no identity check: the customer verifies its own data subject
+    assert letter is not None
+    assert "Bakeriet Fjord AS" in pdf_text(letter)
+    [mail] = stack.mailbox.to("personvern@bakeriet.example")
+    assert request_id in mail.get_content()
+    with rt.ledger.session() as session:
+        request = repo.get_request(session, request_id)
+        assert (request.status, request.checkpoint) == (RequestStatus.COMPLETED, "forwarded")
+        assert all(row.payload_ciphertext is None and row.looked_up_at is None for row in request.systems)
+
+
 class BreakDeletes(httpx.BaseTransport):
     """HubSpot answers 500 to GDPR deletes while ``broken``; everything else goes through."""
 
