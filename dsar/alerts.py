@@ -44,7 +44,16 @@ from dsar.calendar import OSLO, due_date, local_date
 from dsar.ledger.chain import as_utc
 from dsar.ledger.models import Event, Request, RequestStatus, Suspension, SystemResult, SystemStatus
 
-__all__ = ["EXTENSION_WINDOW_DAYS", "Alert", "AlertKind", "Clock", "open_clocks", "scan"]
+__all__ = [
+    "EXTENSION_WINDOW_DAYS",
+    "Alert",
+    "AlertKind",
+    "Clock",
+    "ReconcilerAction",
+    "open_clocks",
+    "reconciler_actions",
+    "scan",
+]
 
 EXTENSION_WINDOW_DAYS = 7
 OPEN_STATES = tuple(s for s in RequestStatus if s.is_open)
@@ -87,6 +96,34 @@ class Clock:
 
     def days_left(self, today: date) -> int:
         return (self.due - today).days
+
+
+@dataclass(frozen=True)
+class ReconcilerAction:
+    """What the reconciler (flows/reconcile.py) did to a request: for the digest, ids and reasons only."""
+
+    request_id: str
+    action: Literal["restarted", "escalated"]
+    why: str
+    at: datetime
+
+
+RECONCILER_EVENTS = {"reconcile.restarted": "restarted", "reconcile.escalated": "escalated"}
+
+
+def reconciler_actions(session: Session, *, today: date) -> list[ReconcilerAction]:
+    """The reconciler's restarts and escalations from yesterday 00:00 to the end of ``today`` (Oslo)."""
+    start = datetime.combine(today - timedelta(days=1), time(), OSLO).astimezone(UTC)
+    end = datetime.combine(today + timedelta(days=1), time(), OSLO).astimezone(UTC)
+    stmt = (
+        select(Event.request_id, Event.kind, Event.data, Event.occurred_at)
+        .where(Event.kind.in_(RECONCILER_EVENTS), Event.occurred_at >= start, Event.occurred_at < end)
+        .order_by(Event.occurred_at, Event.id)
+    )
+    return [
+        ReconcilerAction(rid, RECONCILER_EVENTS[kind], str((data or {}).get("why", "")), as_utc(at))  # type: ignore[arg-type]
+        for rid, kind, data, at in session.execute(stmt)
+    ]
 
 
 def scan(session: Session, *, today: date, thresholds: Sequence[int], stuck_after_days: int) -> list[Alert]:

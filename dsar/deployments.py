@@ -25,6 +25,7 @@ from dsar.ledger import Ledger
 from dsar.settings import Settings
 from flows.deadlines import scheduled_deployment as watch_deployment
 from flows.purge import scheduled_deployment as purge_deployment
+from flows.reconcile import scheduled_deployment as reconcile_deployment
 from flows.retention import scheduled_deployment as retention_deployment
 from integrations.errors import ConfigurationError
 from integrations.http import HttpPolicy
@@ -34,8 +35,9 @@ __all__ = ["scheduled_deployments", "serve_all", "start_intake", "zendesk_commen
 
 
 def scheduled_deployments() -> list[RunnerDeployment]:
-    """The flows `dsar serve` runs on a schedule: deadline watch (07:00), purge (02:30), retention (03:00)."""
-    return [watch_deployment(), purge_deployment(), retention_deployment()]
+    """The flows `dsar serve` runs on a schedule: deadline watch (07:00), purge (02:30), retention (03:00),
+    and the reconciler (every 10 minutes)."""
+    return [watch_deployment(), purge_deployment(), retention_deployment(), reconcile_deployment()]
 
 
 def serve_all(*, limit: int, settings: Settings | None = None) -> None:

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
         default=3, ge=1
     )  # waiting for a subject or an operator this long is "stuck"
 
+    # Reconciler (flows/reconcile.py): every 10 minutes, open requests against their Prefect flow runs.
+    reconcile_stale_after_minutes: int = Field(default=60, ge=1)  # a run with no sign of life is dead
+    reconcile_escalate_after_hours: float = Field(default=48, gt=0)  # paused for a human this long
+    reconcile_max_restarts: int = Field(default=3, ge=1)  # restarts without progress, then escalate
+    reconcile_incomplete_backoff_minutes: int = Field(default=60, ge=0)  # between restarts when incomplete
+    reconcile_grace_minutes: int = Field(default=10, ge=0)  # a new request's flow may take this to appear
+
     # Identity verification (GDPR Art. 12(6)): the methods tried per request type, first usable wins.
     # bankid needs the OIDC broker below; email_code needs an e-mail address on record; operator always works.
     identity_methods: dict[str, list[IdentityMethod]] = Field(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from prefect import get_run_logger, task
 from prefect.blocks.system import Secret
@@ -23,13 +23,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dsar import outbox, runtime
-from dsar.alerts import Alert, open_clocks, scan
+from dsar.alerts import Alert, open_clocks, reconciler_actions, scan
 from dsar.ledger import Ledger
 from dsar.ledger.models import AlertSent
 from dsar.settings import Settings
 from integrations.mail import Mail, Mailer, SmtpConfig
 
-__all__ = ["SMTP_SECRET_BLOCK", "deliver_mail", "find_alerts", "message_id", "queue_alerts", "queue_digest"]
+__all__ = [
+    "SMTP_SECRET_BLOCK",
+    "deliver_mail",
+    "find_alerts",
+    "message_id",
+    "queue_alerts",
+    "queue_digest",
+    "record_sent",
+]
 
 # The Prefect Secret block holding the SMTP password when settings give only a username.
 SMTP_SECRET_BLOCK = "dsar-smtp-password"  # noqa: S105 - a block's name, not a password
@@ -93,9 +101,16 @@ def queue_digest(today: date) -> bool:
         if session.scalar(select(AlertSent.id).where(AlertSent.key == key)):
             return False
         clocks = open_clocks(session, today=today)
+        reconciled = reconciler_actions(session, today=today)  # restarts and escalations since yesterday
     overdue = sum(1 for c in clocks if c.days_left(today) < 0 and not c.suspended_now)
     subject, body = rt.renderer.render_mail(
-        "deadline_digest", rt.settings.alert_language, today=today, clocks=clocks, overdue=overdue
+        "deadline_digest",
+        rt.settings.alert_language,
+        today=today,
+        clocks=clocks,
+        overdue=overdue,
+        reconciled=reconciled,
+        reconciled_since=today - timedelta(days=1),
     )
     mail = Mail(to=rt.settings.privacy_mailbox, subject=subject, body=body, message_id=message_id(key))
     outbox.enqueue(rt.ledger, request_id=None, kind="alert.digest", mail=mail)
@@ -120,6 +135,11 @@ def smtp_config(settings: Settings) -> SmtpConfig:
         assert isinstance(block, Secret)
         return dataclasses.replace(config, password=str(block.get()))
     return config
+
+
+def record_sent(ledger: Ledger, key: str, kind: str, request_id: str | None, mail_id: str) -> bool:
+    """Record that the mail for ``key`` was queued (the reconciler's escalations use it too)."""
+    return _record(ledger, key, kind, request_id, mail_id)
 
 
 def _record(ledger: Ledger, key: str, kind: str, request_id: str | None, mail_id: str) -> bool:
