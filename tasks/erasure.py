@@ -134,8 +134,15 @@ def erase_system(request_id: str, system: str) -> dict[str, int] | None:
         return rule.legal_basis, rule.until(today, rt.settings.year_end)
 
     with system_row(rt, request_id, system) as (session, row):
-        row.erased_counts, row.method, row.error = erased, outcome.method[:200], None
-        row.retained_counts = {category: n for category, n in outcome.retained.items() if n}
+        # A second erasure (data back at the re-check, a failed verify) adds to the first: what the
+        # first erased and kept must stay on record, though the second finds less or nothing.
+        total, kept = dict(row.erased_counts), dict(row.retained_counts)
+        for category, n in erased.items():
+            total[category] = total.get(category, 0) + n
+        for category, n in outcome.retained.items():
+            kept[category] = max(kept.get(category, 0), n)
+        row.erased_counts, row.method, row.error = total, outcome.method[:200], None
+        row.retained_counts = {category: n for category, n in kept.items() if n}
         row.erased_at, row.attempts = datetime.now(UTC), row.attempts + 1
         _keep(session, request_id, system, row.retained_counts, basis_until)  # verify checks the rest
         _end_released_holds(session, request_id, system)
