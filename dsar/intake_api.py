@@ -34,8 +34,11 @@ with two drop-down fields whose option tags are ``access``/``erasure`` and ``nb`
     }
 
 Empty placeholders arrive as ``""`` and count as not given. After registering, an internal note
-with the request id and due date (``templates/mail/ticket_comment*``, no personal data) goes to the
-Zendesk ticket, after the answer is sent; a failure there is a ledger event, never an error answer.
+with the request id and due date (``templates/mail/ticket_comment*``, no personal data) is queued in
+the ledger's comment outbox (:mod:`dsar.comments`, once per request and ticket, so a repeated
+webhook queues nothing twice) before the answer, and delivered to the Zendesk ticket after it; a
+failure there is a ledger event, never an error answer, and the note stays queued until the next
+delivery (the next webhook for the request, or the daily deadline watch) takes it.
 Logs carry request ids and error class names only.
 """
 
@@ -44,7 +47,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -57,7 +60,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dsar import intake
+from dsar import comments, intake
+from dsar.comments import ZENDESK, Commenter
 from dsar.documents import DocumentRenderer
 from dsar.identity.web import identity_routes
 from dsar.intake_checks import (
@@ -80,7 +84,7 @@ __all__ = ["Commenter", "Starter", "create_intake_app"]
 log = logging.getLogger(__name__)
 
 Starter = Callable[[str, str], None]  # (request id, request type): start the request's flow
-Commenter = Callable[[str, str], None]  # (Zendesk ticket id, text): an internal note on the ticket
+INTAKE_NOTE = "intake.note"  # the outbox kind of the intake's note
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -155,7 +159,7 @@ class _Intake:
             hook.request_type,
             hook.requester,
             hook.language,
-            f"zendesk:{hook.ticket_id}",
+            f"{ZENDESK}{hook.ticket_id}",
             hook.ticket_id,
             hook,
         )
@@ -211,25 +215,31 @@ class _Intake:
         return True
 
     def _comment_task(self, order: Order, done: intake.Registered) -> BackgroundTask | None:
-        """The internal note for the ticket: for a new request, or a repeat from another ticket."""
+        """Queue the ticket's note (for a new request, or a repeat from another ticket); deliver it after.
+
+        The note is keyed by request and ticket: the same webhook again queues nothing, but its
+        delivery retries whatever of the request's notes is still pending. A ledger failure while
+        queuing propagates (503: Zendesk sends the webhook again, and the repeat queues the note).
+        """
         if self._comment is None or order.zendesk_ticket is None:
             return None
-        if done.duplicate and done.ticket_ref == order.ticket_ref:
-            return None  # the same webhook again: its ticket has its note already
-        return BackgroundTask(self._comment_back, self._comment, order.zendesk_ticket, order, done)
+        repeat_here = done.duplicate and done.ticket_ref == order.ticket_ref
+        comments.enqueue_comment(
+            self._ledger,
+            key=f"{INTAKE_NOTE}:{done.request_id}:{order.ticket_ref}",
+            request_id=done.request_id,
+            ticket_ref=order.ticket_ref,
+            kind=INTAKE_NOTE,
+            body=self._note(order.language, replace(done, duplicate=done.duplicate and not repeat_here)),
+        )
+        return BackgroundTask(self._comment_back, self._comment, done.request_id)
 
-    def _comment_back(
-        self, comment: Commenter, ticket_id: str, order: Order, done: intake.Registered
-    ) -> None:
-        """Comment on the ticket; the outcome is a ledger event either way."""
-        data: dict[str, Any] = {"ticket": order.ticket_ref}
+    def _comment_back(self, comment: Commenter, request_id: str) -> None:
+        """Deliver the request's pending notes; each outcome is a ledger event (dsar.comments)."""
         try:
-            comment(ticket_id, self._note(order.language, done))
-        except Exception as exc:  # the request stands; the missing note is on record for a human
-            log.warning("intake: comment for %s failed (%s)", done.request_id, type(exc).__name__)
-            self._record(done.request_id, "ticket.comment_failed", data | {"error": type(exc).__name__})
-            return
-        self._record(done.request_id, "ticket.commented", data)
+            comments.deliver_comments(self._ledger, comment, request_id=request_id)
+        except Exception as exc:  # the ledger failed: the note stays queued for the next delivery
+            log.warning("intake: delivering notes for %s failed (%s)", request_id, type(exc).__name__)
 
     def _note(self, language: str, done: intake.Registered) -> str:
         """The note's text: request id and due date, no personal data."""
@@ -246,8 +256,9 @@ class _Intake:
         return f"{title}\n\n{body}"
 
     def _record(self, request_id: str, kind: str, data: dict[str, Any]) -> None:
-        with self._ledger.session() as session:
-            append_event(session, request_id=request_id, kind=kind, data=data)
+        self._ledger.transaction(
+            lambda session: append_event(session, request_id=request_id, kind=kind, data=data)
+        )
 
 
 # ---- edges -----------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Queuing is idempotent by ``Message-ID`` (a re-run queues nothing twice); delivery marks a
 mail sent only after the SMTP server accepted it, so an outage delays mail but never loses
-it. Recipient, subject and body are stored encrypted: they may name the data subject.
+it. Recipient, subject and body are stored encrypted: they may name the data subject. Each ledger
+step is a :meth:`~dsar.ledger.Ledger.transaction`, re-run whole on a transient database error
+(and written so that a re-run records nothing twice).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from dsar.ledger import Ledger
 from dsar.ledger.chain import append_event, lock_request
@@ -31,30 +34,33 @@ class Delivery:
 
 def enqueue(ledger: Ledger, *, request_id: str | None, kind: str, mail: Mail) -> bool:
     """Queue ``mail`` unless a mail with its Message-ID was queued before; True if queued now."""
-    with ledger.session() as session:
-        if request_id:
-            lock_request(session, request_id)  # before the insert: parallel tasks queue mail too
-        if session.scalar(select(OutboxMail.id).where(OutboxMail.message_id == mail.message_id)):
-            return False
-        sealed = ledger.keys.cipher.encrypt_json({"to": mail.to, "subject": mail.subject, "body": mail.body})
-        session.add(
-            OutboxMail(
-                message_id=mail.message_id,
-                request_id=request_id,
-                kind=kind,
-                status=MailStatus.PENDING,
-                recipient_ciphertext=sealed,
-                attempts=0,
-                created_at=datetime.now(UTC),
-            )
+    return ledger.transaction(lambda session: _enqueue(ledger, session, request_id, kind, mail))
+
+
+def _enqueue(ledger: Ledger, session: Session, request_id: str | None, kind: str, mail: Mail) -> bool:
+    if request_id:
+        lock_request(session, request_id)  # before the insert: parallel tasks queue mail too
+    if session.scalar(select(OutboxMail.id).where(OutboxMail.message_id == mail.message_id)):
+        return False
+    sealed = ledger.keys.cipher.encrypt_json({"to": mail.to, "subject": mail.subject, "body": mail.body})
+    session.add(
+        OutboxMail(
+            message_id=mail.message_id,
+            request_id=request_id,
+            kind=kind,
+            status=MailStatus.PENDING,
+            recipient_ciphertext=sealed,
+            attempts=0,
+            created_at=datetime.now(UTC),
         )
-        if request_id:
-            append_event(
-                session,
-                request_id=request_id,
-                kind="mail.queued",
-                data={"kind": kind, "message_id": mail.message_id},
-            )
+    )
+    if request_id:
+        append_event(
+            session,
+            request_id=request_id,
+            kind="mail.queued",
+            data={"kind": kind, "message_id": mail.message_id},
+        )
     return True
 
 
@@ -73,8 +79,7 @@ def _unsent(ledger: Ledger, request_id: str | None) -> list[int]:
     stmt = select(OutboxMail.id).where(OutboxMail.status != MailStatus.SENT).order_by(OutboxMail.id)
     if request_id:
         stmt = stmt.where(OutboxMail.request_id == request_id)
-    with ledger.session() as session:
-        return list(session.scalars(stmt))
+    return ledger.transaction(lambda session: list(session.scalars(stmt)))
 
 
 def _deliver_one(ledger: Ledger, mailer: Mailer, mail_id: int) -> bool:
@@ -97,9 +102,10 @@ def _claim(ledger: Ledger, mail_id: int) -> Mail | None:
         OutboxMail.status.in_([MailStatus.PENDING, MailStatus.FAILED]),
         and_(OutboxMail.status == MailStatus.SENDING, OutboxMail.claimed_at < now - CLAIM_TIMEOUT),
     )
-    with ledger.session() as session:
-        claim = update(OutboxMail).where(OutboxMail.id == mail_id, claimable)
-        if session.execute(claim.values(status=MailStatus.SENDING, claimed_at=now)).rowcount != 1:  # type: ignore[attr-defined]
+
+    def claim(session: Session) -> Mail | None:
+        taken = update(OutboxMail).where(OutboxMail.id == mail_id, claimable)
+        if session.execute(taken.values(status=MailStatus.SENDING, claimed_at=now)).rowcount != 1:  # type: ignore[attr-defined]
             return None
         row = session.get(OutboxMail, mail_id)
         assert row is not None
@@ -108,11 +114,18 @@ def _claim(ledger: Ledger, mail_id: int) -> Mail | None:
             to=content["to"], subject=content["subject"], body=content["body"], message_id=row.message_id
         )
 
+    return ledger.transaction(claim)
+
 
 def _record_attempt(ledger: Ledger, mail_id: int, error: str | None) -> None:
-    with ledger.session() as session:
+    def record(session: Session) -> None:
         row = session.get(OutboxMail, mail_id)
         assert row is not None
+        if row.request_id:
+            lock_request(session, row.request_id)
+            session.refresh(row)
+        if row.status != MailStatus.SENDING:
+            return  # recorded already: a re-run whose first commit went through
         row.attempts += 1
         row.status, row.error = (MailStatus.FAILED, error) if error else (MailStatus.SENT, None)
         row.sent_at = None if error else datetime.now(UTC)
@@ -124,3 +137,5 @@ def _record_attempt(ledger: Ledger, mail_id: int, error: str | None) -> None:
                 kind=kind,
                 data={"kind": row.kind, "message_id": row.message_id, "error": error},
             )
+
+    ledger.transaction(record)

@@ -5,7 +5,9 @@ once and announced as a Prefect event ``dsar.deadline.<kind>`` on the resource
 ``dsar.request.<id>``, for automations. A digest of every open request follows once a day.
 First, subjects who never confirmed their identity get one reminder, and after
 ``identity_close_after_days`` their request is closed with a letter (it can be reopened).
-Delivery comes last: if the SMTP server is down the mail stays queued and the next run sends it.
+Delivery comes last: if the SMTP server is down the mail stays queued and the next run sends it;
+the same for internal notes on tickets that Zendesk did not take when they were written
+(:mod:`dsar.comments`).
 """
 
 from __future__ import annotations
@@ -13,15 +15,24 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import cast
 
-from prefect import flow
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
+from dsar import comments, runtime
 from dsar.calendar import OSLO
 from tasks.alerts import deliver_mail, find_alerts, queue_alerts, queue_digest
 from tasks.identity import chase_identity
 
-__all__ = ["CRON", "DEPLOYMENT", "TIMEZONE", "deadline_watch", "scheduled_deployment"]
+__all__ = [
+    "CRON",
+    "DEPLOYMENT",
+    "TIMEZONE",
+    "deadline_watch",
+    "deliver_ticket_comments",
+    "scheduled_deployment",
+]
 
 DEPLOYMENT, CRON, TIMEZONE = "daily", "0 7 * * *", "Europe/Oslo"  # prefect.yaml declares the same
 
@@ -35,6 +46,7 @@ def deadline_watch(today: str | None = None) -> dict[str, int]:
     queued = queue_alerts(alerts)
     digest = queue_digest(day)
     sent, failed = deliver_mail()
+    deliver_ticket_comments()
     return {
         "alerts": len(alerts),
         "queued": queued,
@@ -44,6 +56,15 @@ def deadline_watch(today: str | None = None) -> dict[str, int]:
         "identity_reminded": identity["reminded"],
         "identity_closed": identity["closed"],
     }
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def deliver_ticket_comments() -> tuple[int, int]:
+    """Send every pending ticket note (none without Zendesk settings); what fails stays pending."""
+    delivery = comments.deliver_pending(runtime.current())
+    if delivery.failed:
+        get_run_logger().warning("%d ticket notes stay pending: Zendesk did not take them", delivery.failed)
+    return delivery.sent, delivery.failed
 
 
 def scheduled_deployment() -> RunnerDeployment:

@@ -391,7 +391,13 @@ def test_a_comment_on_a_ticket_zendesk_does_not_know_is_recorded(client: TestCli
     response = send(client, webhook("424242"))
     assert response.status_code == 201
     recorded = dict(events(ledger, response.json()["request_id"]))
-    assert recorded["ticket.comment_failed"] == {"ticket": "zendesk:424242", "error": "PermanentError"}
+    assert recorded["ticket.comment_failed"] == {
+        "ticket": "zendesk:424242",
+        "note": "intake.note",
+        "error": "PermanentError",
+        "retry": False,  # Zendesk refused it for good: given up, on record for a human
+        "attempts": 1,
+    }
 
 
 def test_nothing_personal_is_logged(

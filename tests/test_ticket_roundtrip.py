@@ -202,7 +202,11 @@ def test_a_zendesk_outage_is_recorded_and_the_request_still_completes(
     with rt.ledger.session() as session:
         assert repo.get_request(session, request_id).status is RequestStatus.COMPLETED
         failed = session.scalars(select(Event).where(Event.kind == "ticket.attach_failed")).one()
-        assert failed.data == {"ticket": f"zendesk:{ticket}", "error": failed.data["error"]}
+        assert failed.data == {
+            "ticket": f"zendesk:{ticket}",
+            "kind": "access_report",
+            "error": failed.data["error"],
+        }
         assert failed.data["error"].startswith("zendesk-tickets: RetryableError HTTP 500")
 
     state.faults.server_error_next = 0  # Zendesk is back: a later run attaches it

@@ -39,6 +39,7 @@ __all__ = [
     "LegalHold",
     "MailStatus",
     "OpenRequestKey",
+    "OutboxComment",
     "OutboxMail",
     "Request",
     "RequestStatus",
@@ -266,6 +267,30 @@ class OutboxMail(Base):
     created_at: Mapped[datetime] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column()
     claimed_at: Mapped[datetime | None] = mapped_column()
+
+
+class OutboxComment(Base):
+    """An internal note the pipeline must add to a ticket; written first, delivered after, once.
+
+    ``key`` makes queuing idempotent (a repeated webhook queues nothing twice); the status cycle
+    is the mail outbox's (``MailStatus``): pending, claimed by one deliverer (sending), sent, or
+    failed for good (the ticketing system refused it: retrying will not help).
+    """
+
+    __tablename__ = "outbox_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("requests.id"), index=True)
+    ticket_ref: Mapped[str] = mapped_column(String(128))  # "zendesk:<ticket id>"
+    kind: Mapped[str] = mapped_column(String(64))
+    body_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)  # the note, encrypted
+    status: Mapped[MailStatus] = mapped_column(_enum(MailStatus), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)  # PII-free summary of the last failure
+    created_at: Mapped[datetime] = mapped_column()
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
 
 
 class Event(Base):
