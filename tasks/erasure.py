@@ -26,7 +26,7 @@ from dsar.retention import SystemPlan, hold_basis, plan_system, rule_for
 from dsar.runtime import Runtime
 from integrations.errors import RetryableError
 from tasks.common import StepFailed, step_failure
-from tasks.systems import call_system, record_failure, system_row, system_step
+from tasks.systems import call_system, record_failure, record_step, system_row, system_step
 
 __all__ = ["erase_system", "plan_erasure", "verify_erasure"]
 
@@ -133,7 +133,7 @@ def erase_system(request_id: str, system: str) -> dict[str, int] | None:
             return None
         return rule.legal_basis, rule.until(today, rt.settings.year_end)
 
-    with system_row(rt, request_id, system) as (session, row):
+    def write(session: Session, row: SystemResult) -> None:
         # A second erasure (data back at the re-check, a failed verify) adds to the first: what the
         # first erased and kept must stay on record, though the second finds less or nothing.
         total, kept = dict(row.erased_counts), dict(row.retained_counts)
@@ -148,6 +148,8 @@ def erase_system(request_id: str, system: str) -> dict[str, int] | None:
         _end_released_holds(session, request_id, system)
         data = {"system": system, "method": outcome.method, "counts": erased, "retained": row.retained_counts}
         append_event(session, request_id=request_id, kind="system.erased", data=data)
+
+    record_step(rt, request_id, system, write)  # the vendor erased: record it, whatever the database does
     get_run_logger().info("%s: erased %d records by %s", system, sum(erased.values()), outcome.method)
     return erased
 
@@ -239,9 +241,12 @@ def verify_erasure(request_id: str, system: str) -> bool:
             "verify",
             f"kept {', '.join(unexplained)} without a retention rule in the register",
         )
-    with system_row(rt, request_id, system) as (session, row):
+
+    def write(session: Session, row: SystemResult) -> None:
         row.status, row.verified_at, row.error = SystemStatus.ERASED, datetime.now(UTC), None
         append_event(session, request_id=request_id, kind="system.verified", data={"system": system})
+
+    record_step(rt, request_id, system, write)
     return True
 
 

@@ -21,11 +21,11 @@ from dsar.calendar import OSLO
 from dsar.errors import BadInput
 from dsar.ledger import repository as repo
 from dsar.ledger.chain import append_event
-from dsar.ledger.models import Document, Event, SystemStatus
+from dsar.ledger.models import Document, Event, SystemResult, SystemStatus
 from integrations.base import Subject, System
 from integrations.errors import NeedsOperator
 from integrations.rights import Corrections, Rectifies, Restricts, RightOutcome, Suppresses
-from tasks.systems import call_system, system_row, system_step
+from tasks.systems import call_system, record_step, system_row, system_step
 
 __all__ = [
     "Right",
@@ -68,11 +68,14 @@ def apply_right(request_id: str, system: str, right: Right) -> dict[str, int] | 
     )
     if outcome is None:
         return None
-    with system_row(rt, request_id, system) as (session, row):
+    counts = {category: n for category, n in outcome.counts.items() if n}
+
+    def write(session: Session, row: SystemResult) -> None:
         row.status, row.method, row.error = SystemStatus.APPLIED, outcome.method[:200], None
         row.attempts += 1
-        counts = {category: n for category, n in outcome.counts.items() if n}
         _record(session, request_id, system, right, outcome.method, counts)
+
+    record_step(rt, request_id, system, write)  # the system changed: record it, whatever the database does
     get_run_logger().info("%s: %s applied to %d records", system, right, outcome.total)
     return counts
 

@@ -26,7 +26,7 @@ from integrations.errors import NeedsOperator
 from tasks import operators
 from tasks.common import StepFailed, only_retryable, step_failure
 
-__all__ = ["call_system", "record_answer", "record_failure", "system_row", "system_step"]
+__all__ = ["call_system", "record_answer", "record_failure", "record_step", "system_row", "system_step"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,23 +81,45 @@ def call_system(
     raise failure  # outside the except block: no chained original reaches Prefect
 
 
+def record_step(
+    rt: Runtime, request_id: str, system: str, write: Callable[[Session, SystemResult], None]
+) -> None:
+    """Record what a step did, in one transaction that is run again whole on a transient database
+    error (dropped connection, restart, deadlock): what the vendor did is never left unrecorded."""
+
+    def body(session: Session) -> None:
+        write(
+            session,
+            repo.system_result(session, request_id=request_id, system=system, kind=rt.spec(system).kind),
+        )
+
+    rt.ledger.transaction(body)
+
+
 def record_answer(
     rt: Runtime, request_id: str, system: str, counts: dict[str, int], *, event: str, payload: Any = None
 ) -> None:
     """Record a definite answer: what was found, by category (and, encrypted, the data itself)."""
-    with system_row(rt, request_id, system) as (session, row):
+    sealed = rt.ledger.keys.cipher.encrypt_json(payload) if payload is not None else None
+
+    def write(session: Session, row: SystemResult) -> None:
         row.status = SystemStatus.FOUND if counts else SystemStatus.NONE
         row.counts, row.error, row.attempts = counts, None, row.attempts + 1
         row.looked_up_at = datetime.now(UTC)
-        if payload is not None:
-            row.payload_ciphertext = rt.ledger.keys.cipher.encrypt_json(payload)
+        if sealed is not None:
+            row.payload_ciphertext = sealed
         data = {"system": system, "status": row.status.value, "counts": counts}
         append_event(session, request_id=request_id, kind=event, data=data)
+
+    record_step(rt, request_id, system, write)
 
 
 def record_failure(rt: Runtime, request_id: str, system: str, step: str, failure: StepFailed) -> None:
     """Mark the system failed for this request and add the (PII-free) reason to the chain."""
-    with system_row(rt, request_id, system) as (session, row):
+
+    def write(session: Session, row: SystemResult) -> None:
         row.status, row.error, row.attempts = SystemStatus.FAILED, str(failure), row.attempts + 1
         data = {"system": system, "step": step, "error": str(failure), "retryable": failure.retryable}
         append_event(session, request_id=request_id, kind="system.failed", data=data)
+
+    record_step(rt, request_id, system, write)
