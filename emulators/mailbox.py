@@ -3,7 +3,8 @@ processors' inboxes of the demo and the tests.
 
 It speaks SMTP through aiosmtpd, so the pipeline's mail goes over a real socket exactly as
 it would to the company's relay. ``refuse_next`` makes it answer 451 (try again later) to
-the next messages, to test that an outage delays mail without losing it.
+the next messages, to test that an outage delays mail without losing it; ``down()`` stops
+listening altogether (connections are refused, as with a stopped relay) until ``up()``.
 """
 
 from __future__ import annotations
@@ -40,10 +41,28 @@ class Mailbox:
         self._folder = folder
         self._lock = threading.Lock()
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=_free_port())
+        self._down = False
 
     @property
     def port(self) -> int:
         return int(self._controller.port)
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    def down(self) -> None:
+        """Stop listening: senders meet a refused connection, nothing is received."""
+        if not self._down:
+            self._controller.stop()
+            self._down = True
+
+    def up(self) -> None:
+        """Listen again, on the same port."""
+        if self._down:
+            self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+            self._controller.start()
+            self._down = False
 
     def receive(self, content: bytes, recipients: list[str]) -> str:
         time.sleep(self.delay_s)
@@ -68,7 +87,8 @@ class Mailbox:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._controller.stop()
+        if not self._down:
+            self._controller.stop()
 
 
 def _free_port() -> int:
