@@ -266,9 +266,9 @@ def test_rectification_corrects_every_system_tells_each_recipient_once_and_the_s
         assert NEW_EMAIL in body
         assert NEW_PHONE in body
         assert NEW_NAME in body
-    # the subject's confirmation letter
+    # the subject's confirmation letter, at the corrected address (the old one may be gone)
     confirmation = marked(stack, f"<{request_id}.rights_confirmation-")
-    assert [str(m["To"]) for m in confirmation] == [EMAIL]
+    assert [str(m["To"]) for m in confirmation] == [NEW_EMAIL]
     assert request_id in confirmation[0].get_content()
     assert request_state(rt, request_id) == (RequestStatus.COMPLETED, "rectified")
 
