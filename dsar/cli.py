@@ -66,12 +66,18 @@ def _settings() -> Settings:
     return settings
 
 
+LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"  # survives a server restart
+
+
 def _prefect_defaults(var_dir: Path) -> None:
     """Keep Prefect's own state beside ours and quiet offline, unless the operator chose otherwise."""
     home = Path(os.environ.setdefault("PREFECT_HOME", str((var_dir / "prefect").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT", "false")
+    # Vendor slots (dsar.limits) are leased; leases kept only in memory are lost when the server
+    # restarts and the slots they held stay taken for good (tests/fault_scenarios.py, scenario 10).
+    os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", LEASE_STORAGE)
 
 
 @app.command()

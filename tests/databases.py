@@ -30,7 +30,8 @@ def make_database_url(kind: str) -> Iterator[str]:
         return
     name = f"t_{secrets.token_hex(6)}"
     create, drop = _ddl(kind, name)
-    admin = sa.create_engine(POSTGRES_URL if kind == "postgresql" else MARIADB_URL)
+    # pre-ping: a server restarted meanwhile (tests/fault_scenarios.py) must not fail the drop
+    admin = sa.create_engine(POSTGRES_URL if kind == "postgresql" else MARIADB_URL, pool_pre_ping=True)
     try:
         with admin.begin() as conn:
             conn.execute(sa.text(create))
