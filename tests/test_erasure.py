@@ -229,7 +229,9 @@ def test_the_erasure_plan_command_is_a_dry_run_that_prints_counts_not_values(
     rt: Runtime, stack: EmulatorStack
 ) -> None:
     request_id = submit(rt)
-    env = {
+    env: dict[str, str | None] = {
+        # The CLI sets Prefect defaults in its process; in-process here, they are undone after it.
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": None,
         "DSAR_VAR_DIR": str(rt.settings.var_dir),
         "DSAR_LEDGER_URL": rt.settings.ledger_url,
         "DSAR_ENCRYPTION_KEY": rt.settings.secret("encryption_key"),

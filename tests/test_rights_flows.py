@@ -183,8 +183,10 @@ def is_suppressed(rt: Runtime, **identifiers: str) -> bool:
         return suppression.is_suppressed(session, keys=rt.ledger.keys, **identifiers)
 
 
-def cli_env(rt: Runtime, stack: EmulatorStack) -> dict[str, str]:
+def cli_env(rt: Runtime, stack: EmulatorStack) -> dict[str, str | None]:
     return {
+        # The CLI sets Prefect defaults in its process; in-process here, they are undone after it.
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": None,
         "DSAR_VAR_DIR": str(rt.settings.var_dir),
         "DSAR_LEDGER_URL": rt.settings.ledger_url,
         "DSAR_ENCRYPTION_KEY": rt.settings.secret("encryption_key"),
