@@ -33,7 +33,7 @@ from emulators.stack import EmulatorStack, emulator_stack
 from flows.erasure import erasure_request
 from flows.rights import lift_restriction, objection_request, rectification_request, restriction_request
 from integrations.base import Subject
-from tests.conftest import make_settings
+from tests.conftest import flow_settings
 from tests.databases import make_database_url
 from tests.identity_helpers import confirm_identity
 
@@ -74,16 +74,11 @@ def stack(tmp_path: Path) -> Iterator[EmulatorStack]:
 
 @pytest.fixture
 def rt(stack: EmulatorStack, ledger_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    settings = make_settings(
+    settings = flow_settings(
         tmp_path,
-        ledger_url=ledger_url,
-        systems_file=stack.systems_file,
-        task_retries=1,
-        task_retry_delay_s=0,
-        http_backoff_base_s=0.01,
-        http_max_attempts=2,
-        smtp_port=stack.mailbox.port,
-        operator_poll_s=1,
+        ledger_url,
+        stack.systems_file,
+        stack.mailbox.port,
         processor_language="en",
         erasure_approval="operator",
     )
