@@ -328,6 +328,7 @@ def run(
     latency_ms: float,
     *,
     worker_limit: int = 4,
+    worker_kind: str = "warm",
     worker_poll_s: float = 1.0,
     pg_url: str = PG_URL,
     scan_rows: int | None = 100_000,
@@ -363,11 +364,7 @@ def run(
         prefect(env, "--no-prompt", "deploy", "--name", DEPLOY_SELECTOR)
         worker_env = env | {"PREFECT_WORKER_QUERY_SECONDS": f"{worker_poll_s:g}"}
         worker = exits.enter_context(
-            process(
-                [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--limit", str(worker_limit)],
-                worker_env,
-                logs / "worker.log",
-            )
+            process(worker_command(worker_kind, worker_limit), worker_env, logs / "worker.log")
         )
         # One request through first, as on a server that has seen requests before: it creates the
         # vendors' concurrency limits (dsar.limits), which concurrent first runs race to create.
@@ -407,6 +404,13 @@ def run(
         server_cpu_s=(cpu_after[1] - cpu_before[1]) / requests,
         scan_seconds=scan_s,
     )
+
+
+def worker_command(kind: str, limit: int) -> list[str]:
+    """``dsar worker`` (flow runs forked from a warm zygote) or Prefect's stock process worker."""
+    if kind == "warm":
+        return [str(BIN / "dsar"), "worker", "--pool", POOL, "--limit", str(limit)]
+    return [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--limit", str(limit)]
 
 
 def _environment(folder: Path, systems_file: Path, ledger_url: str) -> dict[str, str]:
@@ -578,6 +582,12 @@ def main(argv: Sequence[str] | None = None) -> Result:
     parser.add_argument("--latency-ms", type=float, default=100, help="every vendor call's latency (100)")
     # 2 cores: a flow run is mostly CPU (imports, PDF); 4 slots let vendor waits overlap.
     parser.add_argument("--worker-limit", type=int, default=4, help="the process worker's --limit (4)")
+    parser.add_argument(
+        "--worker",
+        choices=("warm", "process"),
+        default="warm",
+        help="dsar worker (runs forked from a warm zygote, default) or prefect worker start",
+    )
     parser.add_argument("--worker-poll-s", type=float, default=1, help="PREFECT_WORKER_QUERY_SECONDS (1)")
     parser.add_argument("--pg-url", default=PG_URL, help=f"an admin URL of the PostgreSQL ({PG_URL})")
     parser.add_argument(
@@ -590,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
         args.requests,
         args.latency_ms,
         worker_limit=args.worker_limit,
+        worker_kind=args.worker,
         worker_poll_s=args.worker_poll_s,
         pg_url=args.pg_url,
         scan_rows=args.scan_rows or None,
@@ -602,7 +613,9 @@ def main(argv: Sequence[str] | None = None) -> Result:
     print(
         f"systems: {len(HTTP_SYSTEMS)} vendor APIs and 2 SQL databases; {MANUAL_LEFT_OUT} (manual) left out"
     )
-    print(f"worker: process pool, --limit {args.worker_limit}, polling every {args.worker_poll_s:g} s")
+    kind = "dsar worker (warm zygote)" if args.worker == "warm" else "prefect worker start"
+    poll = f"polling every {args.worker_poll_s:g} s"
+    print(f"worker: {kind} on a process pool, --limit {args.worker_limit}, {poll}")
     print(f"vendor calls per export, called directly: {calls}")
     print(f"vendor calls per request in the burst: {burst_calls}")
     print(f"critical path: {result.slowest_system}, {result.critical_path_s:.2f} s")

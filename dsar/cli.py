@@ -396,6 +396,26 @@ def serve(
     _guard(body)
 
 
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option(help="the process work pool to serve")] = "dsar-pool",
+    limit: Annotated[int, typer.Option(help="flow runs executed at the same time")] = 4,
+    name: Annotated[str | None, typer.Option(help="the worker's name in Prefect")] = None,
+) -> None:
+    """Run a process worker whose flow runs fork from a warm zygote (needs PREFECT_API_URL)."""
+
+    def body() -> None:
+        settings = _settings()
+        from dsar.warm.worker import run_worker
+
+        socket_path = os.environ.get("DSAR_WARM_SOCKET") or str(
+            settings.var_dir.resolve() / "run" / "warm.sock"
+        )
+        run_worker(pool, limit=limit, name=name, socket_path=socket_path)
+
+    _guard(body)
+
+
 @app.command("verify-certificate")
 def verify_certificate(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="a signed PDF, e.g. a deletion certificate")],

@@ -222,6 +222,7 @@ class DocumentRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._stamps: dict[str, _PageStamp] = {}  # by language: each costs a layout
         self._env.filters.update(
             date=_format_date,
             datetime=_format_datetime,
@@ -248,17 +249,25 @@ class DocumentRenderer:
 
         The chunks of the copy are handed to the workers as soon as their HTML is ready; the
         front matter is laid out once alongside them to learn its length, then again with the
-        page numbers of the copy in its table of contents.
+        page numbers of the copy in its table of contents. A report whose copy fits one chunk
+        is laid out once, whole: its contents' page numbers come from the layout itself.
         """
         chunks = split_pieces(copy_pieces(report), chunk_records)
+        if len(chunks) <= 1:
+            whole = _lay_out(self._job(self._access_html(report, "all", chunks[0] if chunks else [])))
+            return _outlines_shown(whole.pdf)
         with _executor(_worker_count(workers, len(chunks))) as pool:
             sizing = pool.submit(_lay_out, self._front_job(report, _placeholder_pages(report)))
             futures = [pool.submit(_lay_out, job) for job in self._body_jobs(report, chunks)]
             body = [future.result() for future in futures]
             front = self._front(report, body, sizing.result().pages)
         phrase = str(self._translations[report.language]["access"]["page_number"])
-        stamp = _PageStamp.from_sheet(self.to_pdf(self._stamp_sheet(report.language, phrase)))
-        return _merge([front, *body], stamp, phrase, language=report.language)
+        return _merge([front, *body], self._stamp(report.language, phrase), phrase, language=report.language)
+
+    def _stamp(self, language: str, phrase: str) -> _PageStamp:
+        if language not in self._stamps:
+            self._stamps[language] = _PageStamp.from_sheet(self.to_pdf(self._stamp_sheet(language, phrase)))
+        return self._stamps[language]
 
     def _body_jobs(self, report: AccessReport, chunks: Sequence[Sequence[CopyPiece]]) -> Iterator[_Job]:
         for n, chunk in enumerate(chunks):
@@ -567,6 +576,15 @@ def _merge(parts: Sequence[_LaidOut], stamp: _PageStamp, phrase: str, *, languag
     if title:
         writer.add_metadata({"/Title": title})
     writer._root_object[NameObject("/Lang")] = TextStringObject(language)
+    writer.page_mode = "/UseOutlines"
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _outlines_shown(pdf: bytes) -> bytes:
+    """The PDF opening with its bookmarks shown, as the merged reports do."""
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(pdf)))
     writer.page_mode = "/UseOutlines"
     out = io.BytesIO()
     writer.write(out)

@@ -193,6 +193,12 @@ def chunked_pdfs(renderer: DocumentRenderer) -> dict[str, bytes]:
     }
 
 
+@pytest.fixture(scope="module")
+def whole_pdfs(renderer: DocumentRenderer) -> dict[str, bytes]:
+    """Both languages' reports as the renderer lays out a copy that fits one chunk: once, whole."""
+    return {language: renderer.render_access_report_pdf(access_report(language)) for language in LANGUAGES}
+
+
 def system_article(html: str, status: str) -> str:
     match = re.search(rf'<article class="system status-{status}">(.*?)</article>', html, re.S)
     assert match, f"no section for a {status} system"
@@ -325,13 +331,16 @@ def test_report_copies_every_value_and_redacts_marked_fields(
     assert flat(a["redaction_note"]) in text
 
 
+@pytest.mark.parametrize("layout", ["chunked_pdfs", "whole_pdfs"])
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_report_numbers_every_page_and_lists_the_contents(
-    chunked_pdfs: dict[str, bytes], language: str
+    request: pytest.FixtureRequest, layout: str, language: str
 ) -> None:
     a = phrases(language)["access"]
-    reader = pypdf.PdfReader(io.BytesIO(chunked_pdfs[language]))
+    reader = pypdf.PdfReader(io.BytesIO(request.getfixturevalue(layout)[language]))
     pages = len(reader.pages)
+    assert reader.trailer["/Root"]["/PageMode"] == "/UseOutlines"
+    assert reader.trailer["/Root"]["/Lang"] == language
 
     for number, page in enumerate(reader.pages, start=1):
         text = page.extract_text()
@@ -375,13 +384,15 @@ def test_copy_is_split_in_order_and_within_the_chunk_size(size: int) -> None:
     assert notes == ([False, True] if size == 1 else [False])  # two notes: split only one a chunk
 
 
-def test_chunked_report_reads_as_the_single_render(renderer: DocumentRenderer) -> None:
-    report = access_report("nb")
-    single = renderer.to_pdf(renderer.render_access_report(report))
-    chunked = renderer.render_access_report_pdf(report, chunk_records=2, workers=1)
+def test_chunked_report_reads_as_the_single_render(
+    renderer: DocumentRenderer, chunked_pdfs: dict[str, bytes], whole_pdfs: dict[str, bytes]
+) -> None:
+    single = renderer.to_pdf(renderer.render_access_report(access_report("nb")))
+    chunked, whole = chunked_pdfs["nb"], whole_pdfs["nb"]
 
-    assert content_words(single) == content_words(chunked)
+    assert content_words(single) == content_words(chunked) == content_words(whole)
     assert pdf_text(chunked)[0] > pdf_text(single)[0], "two chunks of the copy, each from a new page"
+    assert pdf_text(whole)[0] == pdf_text(single)[0], "a copy of one chunk: laid out whole"
 
 
 def outline_items(outline: list[Any]) -> Iterator[Any]:
