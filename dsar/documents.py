@@ -35,7 +35,6 @@ from typing import Any, ParamSpec, TypeVar, cast
 import jinja2
 import pypdf
 import weasyprint
-import yaml
 from markupsafe import Markup
 from pypdf.generic import (
     ArrayObject,
@@ -51,6 +50,7 @@ from pypdf.generic import (
 from weasyprint.urls import URLFetcher
 
 from dsar.register import RegisterEntry
+from dsar.yaml_files import read_yaml
 from integrations.base import Record
 
 __all__ = [
@@ -671,7 +671,7 @@ def _load_translations(folder: Path) -> dict[str, dict[str, Any]]:
     """Read every ``<lang>.yaml`` in ``folder``; all texts must be strings."""
     translations: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of phrases")
         _check_strings(data, path.name)

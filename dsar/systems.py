@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from dsar.register import RegisterEntry
+from dsar.yaml_files import read_yaml
 from integrations.base import System
 from integrations.errors import ConfigurationError
 from integrations.http import HttpPolicy
@@ -63,7 +64,7 @@ def _resolve_env(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def load_specs(path: Path) -> tuple[SystemSpec, ...]:
     """Read and check the systems file."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = read_yaml(path) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"cannot read systems file {path}: {type(exc).__name__}") from None
     entries = document.get("systems") if isinstance(document, dict) else None

@@ -46,6 +46,14 @@ PRELOAD = (
     "flows.reconcile",
     "dsar.documents",
     "dsar.signing",
+    # imported lazily by a run's first query, artifact or holiday lookup
+    "psycopg",
+    "pymysql",
+    "sqlalchemy.dialects.postgresql.psycopg",
+    "sqlalchemy.dialects.mysql.pymysql",
+    "prefect.utilities.visualization",
+    "email.policy",
+    "holidays.countries",
 )
 SOURCES = ("dsar", "flows", "tasks", "integrations", "templates")
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
@@ -97,6 +105,7 @@ class Zygote:
             sys.path.insert(0, str(self.root))
         for name in modules:
             importlib.import_module(name)
+        warm_caches()
         self._fingerprint = self.sources()
 
     def sources(self) -> tuple[tuple[str, int], ...]:
@@ -240,6 +249,17 @@ class Zygote:
         for pid in list(self.runs):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+
+def warm_caches() -> None:
+    """Fill, once for every run, the caches of pure data each run would otherwise fill itself."""
+    from datetime import date
+
+    from dsar.calendar import is_working_day
+
+    this_year = date.today().year
+    for year in range(this_year - 1, this_year + 3):  # deadlines, extensions, retention dates
+        is_working_day(date(year, 1, 1))
 
 
 class _StopFlag:
