@@ -96,6 +96,19 @@ class Result:
     poller_cpu_s: float  # of which the worker process's own (polling, submitting), per request
     server_cpu_s: float  # CPU seconds of the Prefect server, per request
     scan_seconds: float | None
+    floor: Floor | None  # the same burst of no-op flow runs of the same shape
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Prefect's own cost: a burst of flow runs shaped like the requests', whose tasks do nothing."""
+
+    tasks_per_run: float  # task runs of a request's flow run (the floor's runs have as many)
+    per_minute: float
+    run_seconds_median: float
+    worker_cpu_s: float
+    server_cpu_s: float
+    lost: int
 
 
 # ---- the people -------------------------------------------------------------------------------------
@@ -336,6 +349,7 @@ def run(
     *,
     worker_limit: int = 4,
     worker_kind: str = "warm",
+    with_floor: bool = True,
     worker_poll_s: float = 1.0,
     pg_url: str = PG_URL,
     scan_rows: int | None = 100_000,
@@ -385,6 +399,11 @@ def run(
         after, cpu_after = vendor_calls(stack), (cpu_seconds(worker.pid), cpu_seconds(server.pid))
         poller_after = own_cpu_seconds(worker.pid)
         completed = completed_in_ledger(env, ids)
+        floor = (
+            measure_floor(api_url, runs, len(ids), worker.pid, server.pid, timeout_s or 120 + 15.0 * requests)
+            if with_floor
+            else None
+        )
     calls = {name: (after[name] - before[name]) / requests for name in HTTP_SYSTEMS}
     slowest = max(direct_calls, key=lambda name: direct_calls[name])
     critical = direct_calls[slowest] * latency_ms / 1000
@@ -413,6 +432,7 @@ def run(
         poller_cpu_s=(poller_after - poller_before) / requests,
         server_cpu_s=(cpu_after[1] - cpu_before[1]) / requests,
         scan_seconds=scan_s,
+        floor=floor,
     )
 
 
@@ -554,6 +574,58 @@ def burst(api_url: str, ids: Sequence[str], timeout_s: float) -> tuple[datetime,
             time.sleep(1)
 
 
+def measure_floor(
+    api_url: str, runs: Sequence[dict[str, Any]], count: int, worker: int, server: int, timeout_s: float
+) -> Floor:
+    """Deploy ``benchmarks/floor_flow.py`` to the same pool, burst ``count`` runs of the requests'
+    shape (their task runs: the systems at once, the rest one after another), measure alike."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from benchmarks.floor_flow import floor
+
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        ids = [str(run["id"]) for run in runs]
+        tasks = client.post("/task_runs/count", json={"flow_runs": {"id": {"any_": ids}}}).json()
+    per_run = tasks / max(1, len(runs))
+    parallel = len(HTTP_SYSTEMS) + 2  # the vendor APIs and the two SQL databases
+    sequential = max(0, round(per_run) - parallel)
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        deployment = floor.from_source(str(ROOT), "benchmarks/floor_flow.py:floor").deploy(  # type: ignore[attr-defined]
+            name="bench", work_pool_name=POOL, print_next_steps=False
+        )
+        cpu_before = cpu_seconds(worker), cpu_seconds(server)
+        started = datetime.now(UTC)
+        with get_client(sync_client=True) as prefect_client:
+            created = [
+                prefect_client.create_flow_run_from_deployment(
+                    deployment,
+                    parameters={"request_id": f"floor-{n}", "sequential": sequential, "parallel": parallel},
+                ).id
+                for n in range(count)
+            ]
+        wanted = {str(run_id) for run_id in created}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            mine = [r for r in flow_runs(api_url) if r["id"] in wanted]
+            if (len(mine) == count and all(r["final"] for r in mine)) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        settle(worker)
+        cpu_after = cpu_seconds(worker), cpu_seconds(server)
+    ok = [r for r in mine if r["state"] == "COMPLETED" and r["start"] and r["end"]]
+    wall = (max((r["end"] for r in ok), default=started) - started).total_seconds()
+    durations = [(r["end"] - r["start"]).total_seconds() for r in ok]
+    return Floor(
+        tasks_per_run=per_run,
+        per_minute=len(ok) / wall * 60 if wall > 0 else 0.0,
+        run_seconds_median=statistics.median(durations) if durations else float("nan"),
+        worker_cpu_s=(cpu_after[0] - cpu_before[0]) / count,
+        server_cpu_s=(cpu_after[1] - cpu_before[1]) / count,
+        lost=count - len(ok),
+    )
+
+
 def flow_runs(api_url: str) -> list[dict[str, Any]]:
     """Every flow run on the (benchmark's own) server: request, state, start and end as Prefect has them."""
     runs: list[dict[str, Any]] = []
@@ -562,6 +634,7 @@ def flow_runs(api_url: str) -> list[dict[str, Any]]:
             page = client.post("/flow_runs/filter", json={"offset": len(runs), "limit": 200}).json()
             runs += [
                 {
+                    "id": run["id"],
                     "request_id": run["parameters"].get("request_id"),
                     "state": run["state_type"],
                     "final": run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"),
@@ -604,6 +677,9 @@ def main(argv: Sequence[str] | None = None) -> Result:
         "--timeout-s", type=float, help="give up waiting for the burst (120 + 15 s a request)"
     )
     parser.add_argument("--logs", type=Path, help="keep the server's and worker's logs in this folder")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the burst of no-op flow runs (Prefect's own cost)"
+    )
     parser.add_argument("--scan-rows", type=int, default=100_000, help="deadline scan size; 0 skips it")
     args = parser.parse_args(argv)
     result = run(
@@ -611,6 +687,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
         args.latency_ms,
         worker_limit=args.worker_limit,
         worker_kind=args.worker,
+        with_floor=not args.no_floor,
         worker_poll_s=args.worker_poll_s,
         pg_url=args.pg_url,
         scan_rows=args.scan_rows or None,
@@ -641,6 +718,13 @@ def main(argv: Sequence[str] | None = None) -> Result:
     print(f"completed: {result.completed}/{result.requests} in {result.wall_s:.1f} s; lost: {result.lost}")
     print(f"pipeline_latency_over_critical_path: {result.ratio_median:.2f} (p95 {result.ratio_p95:.2f})")
     print(f"pipeline_requests_per_minute: {result.per_minute:.1f}")
+    if result.floor is not None:
+        f = result.floor
+        print(
+            f"prefect floor, the same burst of no-op flow runs ({f.tasks_per_run:.0f} task runs each):"
+            f" {f.per_minute:.1f} per minute, run median {f.run_seconds_median:.2f} s, lost {f.lost};"
+            f" CPU per run: worker and flow runs {f.worker_cpu_s:.1f} s, server {f.server_cpu_s:.1f} s"
+        )
     if result.scan_seconds is not None:
         print(f"deadline_scan_seconds_{label(args.scan_rows)}: {result.scan_seconds:.3f}")
     return result
