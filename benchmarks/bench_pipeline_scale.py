@@ -1,12 +1,14 @@
 """The access pipeline at scale: a burst of requests through a Prefect server and a process worker.
 
     .venv/bin/python benchmarks/bench_pipeline_scale.py [--requests 30] [--latency-ms 100]
-        [--worker-limit 4] [--worker-poll-s 1] [--pg-url URL] [--scan-rows 100000] [--logs DIR]
+        [--worker warm|process] [--worker-limit 4] [--worker-poll-s 1] [--pg-url URL]
+        [--scan-rows 100000] [--no-floor] [--logs DIR]
 
 Everything runs on this machine, as in production (README "Production"): ``prefect server
 start`` on a fresh PostgreSQL database, the ledger on another one (both dropped afterwards),
-the ``access/dsar`` deployment of ``prefect.yaml`` on a process work pool, one ``prefect worker
-start``. The vendor emulators answer every request after ``--latency-ms``, as a vendor's round
+the ``access/dsar`` deployment of ``prefect.yaml`` on a process work pool, one ``dsar worker``
+(each flow run forked from a warm zygote; ``--worker process``: Prefect's ``prefect worker start``).
+The vendor emulators answer every request after ``--latency-ms``, as a vendor's round
 trip does; each of ``--requests`` fictional people is seeded into every emulated system (a
 customer with orders, invoices, tickets, notes), registered in the ledger and submitted by
 ``dsar.dispatch`` as a deployment run, all at once.
@@ -22,6 +24,8 @@ Printed, from the same run:
 * the baseline: each system's export called directly, without Prefect, for one more seeded
   person, its calls counted at the emulator (they give the critical path; the burst's own
   average per request is printed beside them) and the slowest one's wall time;
+* Prefect's floor: the same burst, through the same server and worker, of no-op flow runs with
+  as many task runs as a request's (``benchmarks/floor_flow.py``): what orchestration alone costs;
 * ``deadline_scan_seconds_100k``: ``benchmarks/bench_deadline_scan.py``'s scan on PostgreSQL.
 
 LINK Mobility (a ``manual`` system: an operator answers in the Prefect UI) is left out of the
