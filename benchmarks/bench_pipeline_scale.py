@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -411,11 +411,8 @@ def run(
     calls = {name: (after[name] - before[name]) / requests for name in HTTP_SYSTEMS}
     slowest = max(direct_calls, key=lambda name: direct_calls[name])
     critical = direct_calls[slowest] * latency_ms / 1000
-    ok = [r for r in runs if r["state"] == "COMPLETED" and r["start"] and r["end"]]
-    durations = [(r["end"] - r["start"]).total_seconds() for r in ok]
+    ok, durations, wall = completed_runs(runs, started)
     ratios = sorted(d / critical for d in durations)
-    last_end = max((r["end"] for r in ok), default=started)
-    wall = (last_end - started).total_seconds()
     done = min(len(ok), completed)
     return Result(
         requests=requests,
@@ -567,15 +564,33 @@ def burst(api_url: str, ids: Sequence[str], timeout_s: float) -> tuple[datetime,
         started = datetime.now(UTC)
         for request_id in ids:
             dispatch.start(request_id, "access", "deployment")
-        deadline = time.monotonic() + timeout_s
-        while True:
-            runs = [r for r in flow_runs(api_url) if r["request_id"] in ids]
-            if len(runs) >= len(ids) and all(r["final"] for r in runs):
-                return started, runs
-            if time.monotonic() > deadline:  # reported: whatever has not completed counts as lost
-                print(f"timed out after {timeout_s:.0f} s", file=sys.stderr)
-                return started, runs
-            time.sleep(1)
+        wanted = set(ids)
+        return started, wait_for_runs(api_url, lambda run: run["request_id"] in wanted, len(ids), timeout_s)
+
+
+def wait_for_runs(
+    api_url: str, mine: Callable[[dict[str, Any]], bool], count: int, timeout_s: float
+) -> list[dict[str, Any]]:
+    """The flow runs ``mine`` picks, once ``count`` of them have ended (or ``timeout_s`` passed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        runs = [run for run in flow_runs(api_url) if mine(run)]
+        if len(runs) >= count and all(run["final"] for run in runs):
+            return runs
+        if time.monotonic() > deadline:  # reported: whatever has not completed counts as lost
+            print(f"timed out after {timeout_s:.0f} s", file=sys.stderr)
+            return runs
+        time.sleep(1)
+
+
+def completed_runs(
+    runs: Sequence[dict[str, Any]], started: datetime
+) -> tuple[list[dict[str, Any]], list[float], float]:
+    """The completed runs, each one's Running seconds, and the wall seconds from ``started`` to the
+    last one's end."""
+    ok = [r for r in runs if r["state"] == "COMPLETED" and r["start"] and r["end"]]
+    durations = [(r["end"] - r["start"]).total_seconds() for r in ok]
+    return ok, durations, (max((r["end"] for r in ok), default=started) - started).total_seconds()
 
 
 def measure_floor(
@@ -609,17 +624,10 @@ def measure_floor(
                 for n in range(count)
             ]
         wanted = {str(run_id) for run_id in created}
-        deadline = time.monotonic() + timeout_s
-        while True:
-            mine = [r for r in flow_runs(api_url) if r["id"] in wanted]
-            if (len(mine) == count and all(r["final"] for r in mine)) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        floor_runs = wait_for_runs(api_url, lambda run: run["id"] in wanted, count, timeout_s)
         settle(worker)
         cpu_after = cpu_seconds(worker), cpu_seconds(server)
-    ok = [r for r in mine if r["state"] == "COMPLETED" and r["start"] and r["end"]]
-    wall = (max((r["end"] for r in ok), default=started) - started).total_seconds()
-    durations = [(r["end"] - r["start"]).total_seconds() for r in ok]
+    ok, durations, wall = completed_runs(floor_runs, started)
     return Floor(
         tasks_per_run=per_run,
         per_minute=len(ok) / wall * 60 if wall > 0 else 0.0,

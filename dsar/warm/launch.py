@@ -84,8 +84,6 @@ def _wait(sock: socket.socket, pid: int) -> int:
     while True:
         try:
             answer, _ = receive(sock)
-        except InterruptedError:
-            continue
         except (OSError, ProtocolError):
             # The zygote died with the run still ours: end the run rather than orphan it.
             with contextlib.suppress(ProcessLookupError):

@@ -42,39 +42,38 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
 
 
 def receive(sock: socket.socket, *, with_fds: bool = False) -> tuple[dict[str, Any], list[int]]:
-    """One message (and the descriptors that came with its first bytes)."""
+    """One message (and the descriptors that came with its first bytes, closed if it is refused)."""
     fds: list[int] = []
-    head = b""
-    while len(head) < _HEADER.size:
-        if with_fds and not fds:
-            data, got, _flags, _addr = socket.recv_fds(sock, _HEADER.size - len(head), MAX_FDS)
+    try:
+        head = _read(sock, _HEADER.size, fds if with_fds else None)
+        (size,) = _HEADER.unpack(head)
+        if size > MAX_MESSAGE:
+            raise ProtocolError(f"message of {size} bytes refused")
+        try:
+            message = json.loads(_read(sock, size, None))
+        except ValueError as exc:
+            raise ProtocolError("not JSON") from exc
+        if not isinstance(message, dict):
+            raise ProtocolError("not a JSON object")
+    except ProtocolError:
+        _close(fds)
+        raise
+    return message, fds
+
+
+def _read(sock: socket.socket, size: int, fds: list[int] | None) -> bytes:
+    """Exactly ``size`` bytes; descriptors arriving with the first of them go into ``fds``."""
+    data = b""
+    while len(data) < size:
+        if fds is not None and not data:
+            chunk, got, _flags, _addr = socket.recv_fds(sock, size, MAX_FDS)
             fds += got
         else:
-            data = sock.recv(_HEADER.size - len(head))
-        if not data:
-            _close(fds)
-            raise ProtocolError("connection closed")
-        head += data
-    (size,) = _HEADER.unpack(head)
-    if size > MAX_MESSAGE:
-        _close(fds)
-        raise ProtocolError(f"message of {size} bytes refused")
-    body = b""
-    while len(body) < size:
-        chunk = sock.recv(min(65536, size - len(body)))
+            chunk = sock.recv(min(65536, size - len(data)))
         if not chunk:
-            _close(fds)
-            raise ProtocolError("connection closed mid-message")
-        body += chunk
-    try:
-        message = json.loads(body)
-    except ValueError as exc:
-        _close(fds)
-        raise ProtocolError("not JSON") from exc
-    if not isinstance(message, dict):
-        _close(fds)
-        raise ProtocolError("not a JSON object")
-    return message, fds
+            raise ProtocolError("connection closed")
+        data += chunk
+    return data
 
 
 def _close(fds: list[int]) -> None:

@@ -18,9 +18,8 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prefect.utilities.processutils import command_to_string
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
@@ -64,11 +63,10 @@ with warnings.catch_warnings():
 
 
 @contextmanager
-def zygote(socket_path: str, log: Any = None) -> Iterator[subprocess.Popen[bytes]]:
+def zygote(socket_path: str) -> Iterator[subprocess.Popen[bytes]]:
     """A zygote process listening on ``socket_path`` (ready when this yields); drained after."""
-    env = os.environ | {"DSAR_WARM_SOCKET": socket_path}
     command = [sys.executable, "-m", "dsar.warm.zygote", "--socket", socket_path]
-    child = subprocess.Popen(command, env=env, stdout=log, stderr=log)  # noqa: S603 - our module
+    child = subprocess.Popen(command)  # noqa: S603 - our own module
     try:
         _wait_listening(child, socket_path)
         yield child
@@ -93,10 +91,10 @@ def _wait_listening(child: subprocess.Popen[bytes], path: str) -> None:
 
 def _drain(child: subprocess.Popen[bytes]) -> None:
     """Stop taking runs, let those in flight finish; a second signal, then a kill, if they do not."""
-    for signum, wait in ((signal.SIGTERM, ZYGOTE_DRAIN_TIMEOUT_S), (signal.SIGTERM, 20.0)):
+    for wait in (ZYGOTE_DRAIN_TIMEOUT_S, 20.0):
         if child.poll() is not None:
             return
-        child.send_signal(signum)
+        child.send_signal(signal.SIGTERM)
         try:
             child.wait(timeout=wait)
             return
@@ -108,7 +106,6 @@ def _drain(child: subprocess.Popen[bytes]) -> None:
 
 def run_worker(pool: str, *, limit: int | None, name: str | None, socket_path: str) -> None:
     """Start the zygote, then the worker on ``pool`` until interrupted."""
-    Path(socket_path).parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     os.environ["DSAR_WARM_SOCKET"] = socket_path  # the launchers inherit the worker's environment
     signal.signal(signal.SIGTERM, _interrupt)  # stopped as by Ctrl-C: the zygote is drained
     with zygote(socket_path), suppress(KeyboardInterrupt):
