@@ -22,6 +22,7 @@ from dsar.dispatch import DEPLOYMENT, FLOWS
 from dsar.errors import BadInput
 from dsar.intake_api import Commenter, create_intake_app
 from dsar.ledger import Ledger
+from dsar.prefect_tls import share_api_tls_contexts
 from dsar.settings import Settings
 from flows.deadlines import scheduled_deployment as watch_deployment
 from flows.purge import scheduled_deployment as purge_deployment
@@ -44,6 +45,7 @@ def serve_all(*, limit: int, settings: Settings | None = None) -> None:
     """Serve every request flow under the deployment name `dispatch.start` targets, and the intake."""
     if not os.environ.get("PREFECT_API_URL"):
         raise BadInput("set PREFECT_API_URL to the Prefect server the operators use")
+    share_api_tls_contexts()
     # to_deployment is sync/async dual; called from sync code it returns the deployment itself.
     deployments = [
         cast(RunnerDeployment, FLOWS[kind]().to_deployment(name=DEPLOYMENT, tags=["dsar", kind]))

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from prefect.utilities.processutils import command_to_string
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 
+from dsar.prefect_tls import share_api_tls_contexts
+
 if TYPE_CHECKING:
     from uuid import UUID
 
@@ -107,6 +109,7 @@ def _drain(child: subprocess.Popen[bytes]) -> None:
 def run_worker(pool: str, *, limit: int | None, name: str | None, socket_path: str) -> None:
     """Start the zygote, then the worker on ``pool`` until interrupted."""
     os.environ["DSAR_WARM_SOCKET"] = socket_path  # the launchers inherit the worker's environment
+    share_api_tls_contexts()
     signal.signal(signal.SIGTERM, _interrupt)  # stopped as by Ctrl-C: the zygote is drained
     with zygote(socket_path), suppress(KeyboardInterrupt):
         asyncio.run(WarmProcessWorker(work_pool_name=pool, limit=limit, name=name).start())

@@ -261,14 +261,22 @@ class Zygote:
 
 
 def warm_caches() -> None:
-    """Fill, once for every run, the caches of pure data each run would otherwise fill itself."""
+    """Fill, once for every run, the caches each run would otherwise fill itself: pure data, and
+    the TLS contexts (CA bundles loaded, no connection) its API and vendor clients share."""
     from datetime import date
 
+    import certifi
+
     from dsar.calendar import is_working_day
+    from dsar.prefect_tls import share_api_tls_contexts, shared_context
+    from integrations.tls import tls_context
 
     this_year = date.today().year
     for year in range(this_year - 1, this_year + 3):  # deadlines, extensions, retention dates
         is_working_day(date(year, 1, 1))
+    share_api_tls_contexts()
+    shared_context(certifi.where())  # Prefect's bundle unless PREFECT_API_SSL_CERT_FILE names one
+    tls_context()
 
 
 class _StopFlag:
