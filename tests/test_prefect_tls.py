@@ -85,7 +85,7 @@ def issue(folder: Path, label: str) -> tuple[Path, Path, Path]:
 
 
 class _Health(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = b"true"
         self.send_response(200 if self.path in {"/api/hello", "/api/health"} else 404)
         self.send_header("Content-Type", "application/json")
@@ -137,10 +137,9 @@ def _hello(url: str, cafile: Path | None = None, *, insecure: bool = False) -> s
     updates: dict[Any, Any] = {PREFECT_API_URL: url, PREFECT_API_TLS_INSECURE_SKIP_VERIFY: insecure}
     if cafile is not None:
         updates[PREFECT_API_SSL_CERT_FILE] = str(cafile)
-    with temporary_settings(updates=updates):
-        with get_client(sync_client=True) as client:
-            client.hello().raise_for_status()
-            return _context(client)
+    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
+        client.hello().raise_for_status()
+        return _context(client)
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +151,8 @@ def test_clients_share_one_context_that_still_verifies(server: HttpsServer, ca: 
     first = _hello(server.url, ca[0])
     second = _hello(server.url, ca[0])
     assert first is second
-    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname
+    assert first.verify_mode == ssl.CERT_REQUIRED
+    assert first.check_hostname
 
 
 def test_a_bundle_without_the_servers_ca_is_refused(server: HttpsServer, tmp_path: Path) -> None:
