@@ -246,3 +246,55 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _newest_zygote(worker: dict[str, Any], other_than: int) -> int:
+    """The pid of a zygote listening since ``other_than`` retired or died (read from the log)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        pids = [int(pid) for pid in re.findall(r"zygote (\d+) listening", worker["log"].read_text())]
+        if pids and pids[-1] != other_than and _alive(pids[-1]):
+            return pids[-1]
+        time.sleep(0.2)
+    pytest.fail(f"no zygote took over from {other_than}:\n{worker['log'].read_text(errors='replace')}")
+
+
+def test_a_killed_zygote_is_replaced_and_runs_fork_again(
+    server: PrefectServer, deployment: uuid.UUID, worker: dict[str, Any], tmp_path: Path
+) -> None:
+    old = worker["zygote"]
+    os.kill(old, 9)
+    worker["zygote"] = _newest_zygote(worker, other_than=old)
+
+    run = run_probe(server, deployment, tmp_path / "after.json")
+    assert final_state(server, run) == StateType.COMPLETED
+    assert report(tmp_path / "after.json")["ppid"] == worker["zygote"]
+
+
+def test_changed_sources_retire_the_zygote_after_its_runs_and_a_fresh_one_takes_over(
+    server: PrefectServer, deployment: uuid.UUID, worker: dict[str, Any], tmp_path: Path
+) -> None:
+    old = worker["zygote"]
+    in_flight = run_probe(server, deployment, tmp_path / "in-flight.json", sleep_s=10)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (tmp_path / "in-flight.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    source = ROOT / "flows" / "__init__.py"
+    stat = source.stat()
+    try:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # as a deploy does
+        fresh = _newest_zygote(worker, other_than=old)
+        assert _alive(old), "the retired zygote waits for its run in flight"
+
+        run = run_probe(server, deployment, tmp_path / "fresh.json")
+        assert final_state(server, run) == StateType.COMPLETED
+        assert report(tmp_path / "fresh.json")["ppid"] == fresh, "forked from the fresh zygote"
+        assert final_state(server, in_flight) == StateType.COMPLETED
+        assert report(tmp_path / "in-flight.json")["ppid"] == old
+        deadline = time.monotonic() + 30
+        while _alive(old) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(old), "the retired zygote exits once its runs ended"
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    worker["zygote"] = _newest_zygote(worker, other_than=fresh)  # the restored time is a change too

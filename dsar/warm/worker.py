@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import Flow, FlowRun, WorkPool
     from prefect.client.schemas.responses import DeploymentResponse
 
-__all__ = ["LAUNCH_COMMAND", "WarmProcessWorker", "run_worker", "zygote"]
+__all__ = ["LAUNCH_COMMAND", "WarmProcessWorker", "Zygotes", "run_worker", "zygote"]
 
 LAUNCH_COMMAND = command_to_string([sys.executable, "-m", "dsar.warm.launch"])
 ZYGOTE_START_TIMEOUT_S = 180.0
 ZYGOTE_DRAIN_TIMEOUT_S = 60.0
+WATCH_INTERVAL_S = 1.0  # how soon a retired or dead zygote gets a successor
+RENEW_PAUSE_S, RENEW_PAUSE_MAX_S = 5.0, 120.0  # between failed starts of a successor
 
 
 class WarmJobConfiguration(ProcessJobConfiguration):
@@ -65,15 +68,73 @@ with warnings.catch_warnings():
 
 
 @contextmanager
-def zygote(socket_path: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A zygote process listening on ``socket_path`` (ready when this yields); drained after."""
-    command = [sys.executable, "-m", "dsar.warm.zygote", "--socket", socket_path]
-    child = subprocess.Popen(command)  # noqa: S603 - our own module
+def zygote(socket_path: str) -> Iterator[Zygotes]:
+    """A zygote listening on ``socket_path`` (ready when this yields), kept so; all drained after."""
+    zygotes = Zygotes(socket_path)
+    zygotes.start()
     try:
-        _wait_listening(child, socket_path)
-        yield child
+        yield zygotes
     finally:
-        _drain(child)
+        zygotes.stop()
+
+
+class Zygotes:
+    """The zygote a worker's launchers talk to, renewed when it retires or dies.
+
+    A zygote retires when the checkout's sources change (a deploy): it stops listening and
+    exits once its runs end. A watcher thread then starts a fresh one on the new sources, as it
+    does if a zygote dies; runs that arrive meanwhile start cold, so none waits or is lost. A
+    successor that fails to start (a deploy half-written, an import error) is tried again after
+    a growing pause.
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        self.path = socket_path
+        self.current: subprocess.Popen[bytes] | None = None
+        self._all: list[subprocess.Popen[bytes]] = []
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="dsar-zygotes", daemon=True)
+
+    def start(self) -> None:
+        self.current = self._spawn()  # the first one must start: the worker fails otherwise
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher.is_alive():
+            self._watcher.join()
+        for child in self._all:
+            _drain(child)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "dsar.warm.zygote", "--socket", self.path]
+        child = subprocess.Popen(command)  # noqa: S603 - our own module
+        self._all.append(child)
+        try:
+            _wait_listening(child, self.path)
+        except RuntimeError:
+            _drain(child)
+            raise
+        return child
+
+    def _needs_successor(self) -> bool:
+        return self.current is None or self.current.poll() is not None or not os.path.exists(self.path)
+
+    def _watch(self) -> None:
+        pause = RENEW_PAUSE_S
+        while not self._stopping.wait(WATCH_INTERVAL_S):
+            self._all = [child for child in self._all if child.poll() is None or child is self.current]
+            if not self._needs_successor():
+                continue
+            try:
+                self.current = self._spawn()
+                pause = RENEW_PAUSE_S
+            except RuntimeError as failed:
+                sys.stderr.write(f"dsar.warm: no fresh zygote ({failed}); runs start cold meanwhile\n")
+                self.current = None
+                if self._stopping.wait(pause):
+                    return
+                pause = min(pause * 2, RENEW_PAUSE_MAX_S)
 
 
 def _wait_listening(child: subprocess.Popen[bytes], path: str) -> None:

@@ -5,8 +5,9 @@
 It stays single-threaded (forking a process with threads copies locks held by threads that do
 not exist in the child) and opens no connection before forking: each run builds its own Prefect
 client, database engine and HTTP clients, as a cold engine process would. Only processes of the
-same user may connect. When the project's sources change after it started, it refuses to fork
-(the launcher then starts the run cold) rather than run old code.
+same user may connect. When the project's sources change after it started, it never forks
+again (the launcher starts such a run cold rather than run old code): it retires, stops listening,
+lets its runs finish and exits; ``dsar worker`` then starts a fresh zygote on the new sources.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +63,7 @@ PRELOAD = (
     "holidays.countries",
 )
 SOURCES = ("dsar", "flows", "tasks", "integrations", "templates")
+SOURCES_CHECK_S = 5.0  # how often an idle zygote looks for changed sources (a few ms each time)
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
 
@@ -104,6 +107,8 @@ class Zygote:
     runs: dict[int, Run] = field(default_factory=dict)
     _fingerprint: tuple[tuple[str, int], ...] = ()
     _owner: int = 0
+    _inode: int = 0  # of the socket it bound: a successor may bind the same path
+    retired: bool = False
 
     def preload(self, modules: Iterable[str] = PRELOAD) -> None:
         if str(self.root) not in sys.path:
@@ -130,17 +135,23 @@ class Zygote:
         """Answer launchers until stopped; returns (in a forked child only) the run to execute.
 
         A stop (SIGTERM, SIGINT) closes the socket and waits for the runs in flight, as a worker
-        shutting down lets its runs finish; a second one ends them.
+        shutting down lets its runs finish; a second one ends them. Changed sources retire the
+        zygote the same way.
         """
         listener = self._listen()
         selector = selectors.DefaultSelector()
         selector.register(listener, selectors.EVENT_READ, None)
         stop = _StopFlag()
+        checked = time.monotonic()
         try:
-            while not stop.requested or self.runs:
-                if stop.requested and listener.fileno() >= 0:
+            while not (stop.requested or self.retired) or self.runs:
+                if time.monotonic() - checked > SOURCES_CHECK_S and not self.retired:
+                    checked = time.monotonic()
+                    self._check_sources()
+                if (stop.requested or self.retired) and listener.fileno() >= 0:
                     selector.unregister(listener)
                     listener.close()
+                    self._unlink()  # a successor can listen while the runs in flight finish
                 if stop.twice:
                     self._end_runs()
                     stop.twice = False
@@ -158,8 +169,7 @@ class Zygote:
             if os.getpid() == self._owner:
                 selector.close()
                 listener.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
+                self._unlink()
 
     def _listen(self) -> socket.socket:
         self._owner = os.getpid()
@@ -173,6 +183,7 @@ class Zygote:
             listener.bind(self.path)
         finally:
             os.umask(old)
+        self._inode = os.stat(self.path).st_ino
         listener.listen(64)
         _say(f"zygote {os.getpid()} listening on {self.path}")
         return listener
@@ -222,10 +233,23 @@ class Zygote:
 
     def _accept(self, request: dict[str, object], fds: list[int]) -> Job | str:
         """The job to fork, or why not."""
-        if self.sources() != self._fingerprint:
-            _say("the project's sources changed since the zygote started: restart it")
+        if self.retired or self._check_sources():
             return "the project's sources changed since the zygote started"
         return Job.parse(request, fds)
+
+    def _check_sources(self) -> bool:
+        """Retire if the sources on disk are no longer those imported; whether it did."""
+        if self.sources() == self._fingerprint:
+            return False
+        self.retired = True
+        _say(f"zygote {os.getpid()}: the project's sources changed; retiring once its runs end")
+        return True
+
+    def _unlink(self) -> None:
+        """Remove the socket this zygote bound, not one a successor bound at the same path."""
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
 
     def _launcher_gone(self, selector: selectors.BaseSelector, pid: int) -> None:
         """The worker no longer waits for this run (its launcher was killed): end the run."""
