@@ -39,7 +39,8 @@ LAUNCH_COMMAND = command_to_string([sys.executable, "-m", "dsar.warm.launch"])
 ZYGOTE_START_TIMEOUT_S = 180.0
 ZYGOTE_DRAIN_TIMEOUT_S = 60.0
 WATCH_INTERVAL_S = 1.0  # how soon a retired or dead zygote gets a successor
-RENEW_PAUSE_S, RENEW_PAUSE_MAX_S = 5.0, 120.0  # between failed starts of a successor
+RENEW_PAUSE_S, RENEW_PAUSE_MAX_S = 5.0, 120.0  # before a successor of one that failed or did not last
+LASTED_S = 30.0  # a zygote that ended sooner may be failing: its successor waits a growing pause
 
 
 class WarmJobConfiguration(ProcessJobConfiguration):
@@ -84,13 +85,14 @@ class Zygotes:
     A zygote retires when the checkout's sources change (a deploy): it stops listening and
     exits once its runs end. A watcher thread then starts a fresh one on the new sources, as it
     does if a zygote dies; runs that arrive meanwhile start cold, so none waits or is lost. A
-    successor that fails to start (a deploy half-written, an import error) is tried again after
-    a growing pause.
+    zygote that fails to start (a deploy half-written, an import error) or does not last is
+    followed after a growing pause, not in a loop of imports.
     """
 
     def __init__(self, socket_path: str) -> None:
         self.path = socket_path
         self.current: subprocess.Popen[bytes] | None = None
+        self._since = 0.0  # when the current one started listening
         self._all: list[subprocess.Popen[bytes]] = []
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="dsar-zygotes", daemon=True)
@@ -115,6 +117,7 @@ class Zygotes:
         except RuntimeError:
             _drain(child)
             raise
+        self._since = time.monotonic()
         return child
 
     def _needs_successor(self) -> bool:
@@ -126,15 +129,17 @@ class Zygotes:
             self._all = [child for child in self._all if child.poll() is None or child is self.current]
             if not self._needs_successor():
                 continue
-            try:
-                self.current = self._spawn()
-                pause = RENEW_PAUSE_S
-            except RuntimeError as failed:
-                sys.stderr.write(f"dsar.warm: no fresh zygote ({failed}); runs start cold meanwhile\n")
-                self.current = None
+            if self.current is None or time.monotonic() - self._since < LASTED_S:
                 if self._stopping.wait(pause):
                     return
                 pause = min(pause * 2, RENEW_PAUSE_MAX_S)
+            else:
+                pause = RENEW_PAUSE_S
+            try:
+                self.current = self._spawn()
+            except RuntimeError as failed:
+                sys.stderr.write(f"dsar.warm: no fresh zygote ({failed}); runs start cold meanwhile\n")
+                self.current = None
 
 
 def _wait_listening(child: subprocess.Popen[bytes], path: str) -> None:
