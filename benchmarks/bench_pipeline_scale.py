@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import os
 import secrets
 import signal
@@ -46,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -610,9 +611,10 @@ def measure_floor(
     parallel = len(HTTP_SYSTEMS) + 2  # the vendor APIs and the two SQL databases
     sequential = max(0, round(per_run) - parallel)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        deployment = floor.from_source(str(ROOT), "benchmarks/floor_flow.py:floor").deploy(  # type: ignore[attr-defined]
-            name="bench", work_pool_name=POOL, print_next_steps=False
-        )
+        with redirect_stdout(io.StringIO()):  # deploy() prints its table: not among the figures
+            deployment = floor.from_source(str(ROOT), "benchmarks/floor_flow.py:floor").deploy(  # type: ignore[attr-defined]
+                name="bench", work_pool_name=POOL, print_next_steps=False
+            )
         cpu_before = cpu_seconds(worker), cpu_seconds(server)
         started = datetime.now(UTC)
         with get_client(sync_client=True) as prefect_client:
