@@ -263,6 +263,9 @@ def test_a_killed_zygote_is_replaced_and_runs_fork_again(
     server: PrefectServer, deployment: uuid.UUID, worker: dict[str, Any], tmp_path: Path
 ) -> None:
     old = worker["zygote"]
+    before = run_probe(server, deployment, tmp_path / "before.json")  # the worker is serving
+    assert final_state(server, before) == StateType.COMPLETED
+    assert report(tmp_path / "before.json")["ppid"] == old
     os.kill(old, 9)
     worker["zygote"] = _newest_zygote(worker, other_than=old)
 
@@ -275,7 +278,8 @@ def test_changed_sources_retire_the_zygote_after_its_runs_and_a_fresh_one_takes_
     server: PrefectServer, deployment: uuid.UUID, worker: dict[str, Any], tmp_path: Path
 ) -> None:
     old = worker["zygote"]
-    in_flight = run_probe(server, deployment, tmp_path / "in-flight.json", sleep_s=10)
+    # Long enough to outlast a successor's start (a pause, then its imports) on a loaded machine.
+    in_flight = run_probe(server, deployment, tmp_path / "in-flight.json", sleep_s=45)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not (tmp_path / "in-flight.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
